@@ -1,0 +1,36 @@
+"""The `neuralab` command: one small module per subcommand, each parsing, calling the library and printing."""
+
+import argparse
+import logging
+import sys
+
+from neuralab.cli import evaluate, listing, train
+from neuralab.data.idx import DataFileError
+from neuralab.training.checkpoint import CheckpointError
+
+COMMANDS = (train, evaluate, listing)
+
+# Errors that mean "bad input": one line naming the value and the fix, exit status 2.
+USER_ERRORS = (ValueError, FileNotFoundError, DataFileError, CheckpointError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neuralab", description="Train, evaluate and inspect neural networks "
+                                     "with PyTorch, from a single neuron to a U-Net.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log library details to stderr")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except USER_ERRORS as error:
+        print(f"neuralab {args.command}: error: {error}", file=sys.stderr)
+        return 2

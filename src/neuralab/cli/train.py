@@ -1,0 +1,176 @@
+"""`neuralab train`: resolve a configuration, train, checkpoint every epoch and print the test numbers."""
+
+import argparse
+import dataclasses
+import shlex
+import signal
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from neuralab.cli.progress import ConsoleReporter
+from neuralab.config import DEFAULT_RECIPE, SECTIONS, RunConfig, load_recipe, load_yaml, merge, to_yaml
+from neuralab.training import session as sessions
+from neuralab.training.engine import NonFiniteLossError
+from neuralab.training.runs import RunDir
+
+# Model options that have their own flag; any other goes through --model-option KEY=VALUE.
+MODEL_FLAGS = {
+    "hidden_sizes": ("--hidden-sizes", "hidden layer widths, comma-separated, e.g. 256,128 (mlp)"),
+    "activation": ("--activation", "hidden-layer activation, e.g. relu, sigmoid, tanh (mlp)"),
+    "dropout": ("--dropout", "dropout probability after each hidden layer (mlp)"),
+    "head": ("--head", "output head: logits, log_softmax, softmax or sigmoid"),
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train a recipe and report test accuracy",
+        description="Train a recipe (default: mnist-mlp). Values come from the recipe, then --config, then "
+        "flags. Every run writes runs/<recipe>-<time>/ with its configuration, metrics, checkpoint, weights "
+        "and summary.",
+    )
+    parser.add_argument("recipe", nargs="?", help=f"recipe name, see `neuralab list recipes` (default: {DEFAULT_RECIPE})")
+    parser.add_argument("--config", type=Path, help="YAML file with sections model, data, optim, train")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its last checkpoint; with --epochs N, to N epochs in all")
+    parser.add_argument("--model", dest="model.name", help="registered model name (see `neuralab list models`)")
+    for key, (flag, help_text) in MODEL_FLAGS.items():
+        parser.add_argument(flag, dest=f"model.options.{key}", help=help_text)
+    parser.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="any model option, value in YAML syntax, e.g. --model-option channels=[16,32]")
+    for section, cls in SECTIONS.items():
+        if section == "model":
+            continue
+        _add_section_flags(parser, section, cls)
+    parser.set_defaults(run=run)
+
+
+def _add_section_flags(parser: argparse.ArgumentParser, section: str, cls: type) -> None:
+    group = parser.add_argument_group(f"{section} options")
+    hints = typing.get_type_hints(cls)
+    for item in dataclasses.fields(cls):
+        flag = "--" + item.name.replace("_", "-")
+        help_text = f"{item.metadata['help']} (default: {item.default})"
+        dest = f"{section}.{item.name}"
+        kind = hints[item.name]
+        if kind is bool:
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            continue
+        base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+        group.add_argument(flag, dest=dest, type=base, metavar=base.__name__.upper(), help=help_text)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def flag_updates(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the nested configuration updates given as flags."""
+    updates: dict[str, dict[str, Any]] = {}
+    for dest, value in vars(args).items():
+        if value is None or "." not in dest:
+            continue
+        section, _, key = dest.partition(".")
+        if key.startswith("options."):
+            option = key.removeprefix("options.")
+            value = [int(size) for size in value.split(",")] if option == "hidden_sizes" else _parse_value(value)
+            updates.setdefault("model", {}).setdefault("options", {})[option] = value
+        else:
+            updates.setdefault(section, {})[key] = value
+    for assignment in args.model_option:
+        key, sign, value = assignment.partition("=")
+        if not sign or not key:
+            raise ValueError(f"--model-option expects KEY=VALUE, got {assignment!r}")
+        updates.setdefault("model", {}).setdefault("options", {})[key] = _parse_value(value)
+    return updates
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """Return the configuration: recipe, then --config, then flags (or the resumed run's, then --epochs)."""
+    if args.resume is not None:
+        return _resume_config(args)
+    config = load_recipe(args.recipe or DEFAULT_RECIPE)
+    if args.config is not None:
+        config = merge(config, load_yaml(args.config), source=str(args.config))
+    return merge(config, flag_updates(args), source="command line")
+
+
+def _resume_config(args: argparse.Namespace) -> RunConfig:
+    updates = flag_updates(args)
+    allowed = {"train": {"epochs", "threads", "device"}}
+    for section, values in updates.items():
+        extra = set(values) - allowed.get(section, set())
+        if extra:
+            raise ValueError(f"--resume continues a run with its saved configuration; only --epochs, --threads "
+                             f"and --device may change, got {', '.join(sorted(extra))}")
+    if args.recipe or args.config:
+        raise ValueError("--resume takes its recipe and configuration from the run directory; "
+                         "drop the recipe name and --config")
+    config = RunDir.open(args.resume).read_config()
+    return merge(config, updates, source="command line")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve_config(args)
+    if args.print_config:
+        print(to_yaml(config), end="")
+        return 0
+    session = sessions.prepare(config)
+    if args.resume is not None:
+        run_dir = RunDir.open(args.resume)
+        sessions.restore(session, run_dir)
+        if session.start_epoch >= config.train.epochs:
+            print(f"{run_dir.path}: already trained for {session.start_epoch} epochs; "
+                  f"pass --epochs N with N > {session.start_epoch} to train further")
+            return 0
+        run_dir.write_config(config)
+        print(f"resuming {run_dir.path} at epoch {session.start_epoch + 1} of {config.train.epochs}")
+    else:
+        run_dir = RunDir.create(Path(config.train.output_dir), config.recipe)
+        run_dir.write_config(config)
+        print(f"training {config.recipe} ({config.model.name}) on {config.data.dataset}: "
+              f"{len(session.data.train)} training, {len(session.data.val or [])} validation, "
+              f"{len(session.test)} test images; {session.threads} thread(s) on {session.device}; run {run_dir.path}")
+    return _train(session, run_dir)
+
+
+def _train(session: sessions.Session, run_dir: RunDir) -> int:
+    reporter = ConsoleReporter(session.config.train.epochs)
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        summary = sessions.fit(session, run_dir, reporter)
+    except KeyboardInterrupt:
+        reporter.close()
+        _print_interrupted(run_dir)
+        return 130
+    except (NonFiniteLossError, FloatingPointError) as error:
+        reporter.close()
+        print(f"neuralab train: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print(f"test accuracy {100 * summary['test_accuracy']:.2f}% (loss {summary['test_loss']:.4f}) on "
+          f"{summary['test_samples']} test images after {summary['epochs']} epochs, "
+          f"{summary['train_seconds']:.1f}s of training; run saved to {run_dir.path}")
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _print_interrupted(run_dir: RunDir) -> None:
+    done = len(run_dir.read_metrics())
+    if run_dir.checkpoint_path.is_file():
+        print(f"\ninterrupted; the checkpoint after epoch {done} is kept in {run_dir.path}. Resume with:\n"
+              f"  neuralab train --resume {shlex.quote(str(run_dir.path))}", file=sys.stderr)
+    else:
+        print(f"\ninterrupted before the first epoch finished; {run_dir.path} holds no checkpoint", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Data: IDX reading, built-in data sets, in-memory batches and augmentation."""

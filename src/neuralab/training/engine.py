@@ -1,0 +1,164 @@
+"""The training loop and evaluation, for any model, loss and batch loader.
+
+One training step is the canonical sequence: zero_grad, forward, loss, backward, step.
+All means are weighted by samples, so a short last batch counts exactly as much as its
+size. Under torch.distributed, sums are added across ranks before dividing, so every
+rank reports what one process over the whole data would report.
+"""
+
+import logging
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops before any weights are saved."""
+
+    def __init__(self, epoch: int, batch: int, value: float) -> None:
+        super().__init__(
+            f"loss is {value} at epoch {epoch}, batch {batch}; training stopped and no checkpoint was written "
+            "with these weights. Lower the learning rate (--lr), check the inputs for NaN, or check that the "
+            "model's head fits the loss"
+        )
+        self.epoch = epoch
+        self.batch = batch
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Sample-weighted mean loss and accuracy over one pass of a loader."""
+
+    loss: float
+    accuracy: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """What one epoch measured."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    lr: float
+    seconds: float
+    samples_per_second: float
+
+
+class Reporter(Protocol):
+    """Receives progress; the CLI draws it, tests can record it."""
+
+    def start_epoch(self, epoch: int, steps: int) -> None: ...
+
+    def batch_done(self, step: int, loss: float) -> None: ...
+
+    def epoch_done(self, result: EpochResult) -> None: ...
+
+
+def _sum_across_ranks(values: Tensor) -> Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values)
+    return values
+
+
+class Trainer:
+    """Trains a model with a loss, optimizer and per-step scheduler."""
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
+                 ignore_index: int | None = None, binary_threshold: float = 0.0) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.device = device
+        self.ignore_index = ignore_index
+        # Outputs of a sigmoid head are probabilities, so their class threshold is 0.5, not 0.
+        self.binary_threshold = binary_threshold
+
+    def _correct(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Return (correct predictions, counted targets), skipping ignored targets."""
+        predictions = self.classes_of(outputs)
+        if self.ignore_index is None:
+            return (predictions == targets).sum(), torch.tensor(targets.numel())
+        valid = targets != self.ignore_index
+        return ((predictions == targets) & valid).sum(), valid.sum()
+
+    def train_epoch(self, loader: Iterable[tuple[Tensor, Tensor]], epoch: int,
+                    reporter: Reporter | None = None) -> tuple[float, float, int, float]:
+        """Run one epoch; return (mean loss, accuracy, samples seen by all ranks, seconds)."""
+        self.model.train()
+        loss_sum, samples, correct, counted = 0.0, 0, 0, 0  # Python floats sum in float64
+        started = time.perf_counter()
+        for step, (images, targets) in enumerate(loader, start=1):
+            images = images.to(self.device, non_blocking=True)
+            targets = targets.to(self.device, non_blocking=True)
+
+            self.optimizer.zero_grad(set_to_none=True)
+            outputs = self.model(images)
+            loss = self.loss_fn(outputs, targets)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise NonFiniteLossError(epoch, step, loss_value)
+            batch_correct, batch_counted = self._correct(outputs.detach(), targets)
+            loss_sum += loss_value * len(images)
+            samples += len(images)
+            correct += int(batch_correct)
+            counted += int(batch_counted)
+            if reporter is not None:
+                reporter.batch_done(step, loss_value)
+        seconds = time.perf_counter() - started
+
+        totals = torch.tensor([loss_sum, samples, correct, counted], dtype=torch.float64)
+        loss_sum, samples, correct, counted = _sum_across_ranks(totals).tolist()
+        return max(loss_sum / samples, 0.0), correct / max(counted, 1), int(samples), seconds
+
+    @torch.no_grad()
+    def evaluate(self, loader: Iterable[tuple[Tensor, Tensor]], confusion=None) -> EvalResult:
+        """Return mean loss and accuracy over `loader` in eval mode; restore the previous mode after.
+
+        `confusion`, if given, is updated with every batch's predicted and true classes.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        totals = torch.zeros(4, dtype=torch.float64)
+        try:
+            for images, targets in loader:
+                images = images.to(self.device, non_blocking=True)
+                targets = targets.to(self.device, non_blocking=True)
+                outputs = self.model(images)
+                loss = self.loss_fn(outputs, targets)
+                correct, counted = self._correct(outputs, targets)
+                totals += torch.tensor([loss.item() * len(images), len(images), correct.item(), counted.item()],
+                                       dtype=torch.float64)
+                if confusion is not None:
+                    confusion.update(self.classes_of(outputs).cpu(), targets.cpu())
+        finally:
+            self.model.train(was_training)
+        loss_sum, samples, correct, counted = _sum_across_ranks(totals).tolist()
+        # The registered losses are never negative; clamping hides only rounding below zero.
+        return EvalResult(max(loss_sum / max(samples, 1), 0.0), correct / max(counted, 1), int(samples))
+
+    def classes_of(self, outputs: Tensor) -> Tensor:
+        """Return class indices: the arg-max over dim 1, or the binary threshold for one output column."""
+        if outputs.shape[1] > 1:
+            return outputs.argmax(dim=1)
+        return (outputs.squeeze(1) > self.binary_threshold).long()
+
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])

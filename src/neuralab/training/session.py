@@ -1,0 +1,204 @@
+"""A training session: build every object a configuration names, then train, checkpoint and test.
+
+`prepare` validates the whole configuration and reads every data file before anything is
+written, so a bad value or file stops the command with nothing in the run directory.
+`fit` then trains, saving a resumable checkpoint after every epoch.
+"""
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from neuralab.config import RunConfig, to_dict
+from neuralab.data.augment import build_augment
+from neuralab.data.batches import BatchLoader
+from neuralab.data.prepare import PreparedData, Split, prepare_test_data, prepare_training_data
+from neuralab.models import build_model
+from neuralab.nn import build_loss, build_optimizer, build_scheduler
+from neuralab.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from neuralab.training.devices import choose_threads, resolve_device
+from neuralab.training.engine import EpochResult, Reporter, Trainer
+from neuralab.training.evaluation import evaluate_classifier
+from neuralab.training.runs import RunDir
+
+logger = logging.getLogger(__name__)
+
+# Schedules that end at a fixed step restart over the added epochs when a finished run is
+# extended; the others continue where they were.
+RESTARTING_SCHEDULERS = ("cosine", "one_cycle")
+
+
+@dataclass
+class Session:
+    """Built objects for one run, ready to train."""
+
+    config: RunConfig
+    data: PreparedData
+    test: Split
+    model: nn.Module
+    trainer: Trainer
+    train_loader: BatchLoader
+    val_loader: BatchLoader | None
+    generator: torch.Generator
+    threads: int
+    device: torch.device
+    start_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare(config: RunConfig) -> Session:
+    """Build everything `config` names; raise ValueError or FileNotFoundError on any bad value or file."""
+    train_config, optim_config = config.train, config.optim
+    _check_positive(batch_size=train_config.batch_size, epochs=train_config.epochs,
+                    eval_batch_size=train_config.eval_batch_size)
+    device = resolve_device(train_config.device)
+    data = prepare_training_data(config.data)
+    test = prepare_test_data(config.data)
+
+    torch.manual_seed(train_config.seed)
+    model = build_model(config.model.name, data.in_shape, len(data.classes), **config.model.options)
+    loss_fn = build_loss(train_config.loss, model.head)
+    threads = train_config.threads or choose_threads(model, data.in_shape, train_config.batch_size)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    model.to(device)
+
+    generator = torch.Generator().manual_seed(train_config.seed)
+    augment = build_augment(config.data.augment, fill=data.background, max_shift=config.data.max_shift)
+    train_loader = BatchLoader(data.train.images, data.train.targets, train_config.batch_size,
+                               shuffle=True, generator=generator, augment=augment)
+    val_loader = None
+    if data.val is not None:
+        val_loader = BatchLoader(data.val.images, data.val.targets, train_config.eval_batch_size, shuffle=False)
+
+    optimizer = build_optimizer(optim_config.optimizer, model.parameters(), lr=optim_config.lr,
+                                momentum=optim_config.momentum, nesterov=optim_config.nesterov,
+                                weight_decay=optim_config.weight_decay, fused=device.type in ("cpu", "cuda"))
+    scheduler = _build_scheduler(config, optimizer, len(train_loader), train_config.epochs)
+    trainer = Trainer(model, loss_fn, optimizer, scheduler, device,
+                      binary_threshold=0.5 if model.head in ("sigmoid", "softmax") else 0.0)
+    return Session(config, data, test, model, trainer, train_loader, val_loader, generator, threads, device)
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+def _build_scheduler(config: RunConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int):
+    optim = config.optim
+    return build_scheduler(optim.scheduler, optimizer, steps_per_epoch, epochs, step_epochs=optim.step_epochs,
+                           gamma=optim.gamma, warmup_fraction=optim.warmup_fraction)
+
+
+def restore(session: Session, run: RunDir) -> None:
+    """Load the run's checkpoint into the session, so `fit` continues exactly where it stopped.
+
+    When the configuration asks for more epochs than the run was started with, a cosine or
+    one_cycle schedule restarts from the configured learning rate over the added epochs;
+    step and none schedules continue unchanged.
+    """
+    state = load_checkpoint(run.checkpoint_path)
+    trainer = session.trainer
+    session.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    planned_epochs = state["config"]["train"]["epochs"]
+    added_epochs = session.config.train.epochs - planned_epochs
+    if added_epochs > 0 and session.config.optim.scheduler in RESTARTING_SCHEDULERS:
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = session.config.optim.lr
+        trainer.scheduler = _build_scheduler(session.config, trainer.optimizer, len(session.train_loader),
+                                             session.config.train.epochs - state["epoch"])
+    else:
+        trainer.scheduler.load_state_dict(state["scheduler"])
+    session.generator.set_state(state["rng"]["data"])
+    torch.set_rng_state(state["rng"]["torch"])
+    session.start_epoch = state["epoch"]
+    session.history = list(state["history"])
+
+
+def _checkpoint_state(session: Session, epoch: int) -> dict[str, Any]:
+    trainer = session.trainer
+    return {
+        "format": "neuralab-checkpoint",
+        "epoch": epoch,
+        "config": to_dict(session.config),
+        "model": session.model.state_dict(),
+        "optimizer": trainer.optimizer.state_dict(),
+        "scheduler": trainer.scheduler.state_dict(),
+        "rng": {"data": session.generator.get_state(), "torch": torch.get_rng_state()},
+        "history": session.history,
+    }
+
+
+def weights_metadata(session: Session) -> dict[str, Any]:
+    """Return what a weights file needs to be usable on its own: architecture and preprocessing."""
+    config, data = session.config, session.data
+    return {
+        "format": "neuralab-weights",
+        "recipe": config.recipe,
+        "model": {"name": config.model.name, "options": config.model.options,
+                  "in_shape": list(data.in_shape), "num_classes": len(data.classes)},
+        "head": session.model.head,
+        "task": session.model.task,
+        "classes": list(data.classes),
+        "preprocessing": {"dataset": config.data.dataset, "mean": data.mean, "std": data.std},
+    }
+
+
+def _check_finite_weights(model: nn.Module, epoch: int) -> None:
+    for name, parameter in model.named_parameters():
+        if not torch.isfinite(parameter).all():
+            raise FloatingPointError(f"parameter {name} is not finite after epoch {epoch}; "
+                                     "no checkpoint was written with these weights. Lower the learning rate (--lr)")
+
+
+def fit(session: Session, run: RunDir, reporter: Reporter | None = None) -> dict[str, Any]:
+    """Train from `session.start_epoch` to the configured epochs, then test; return the summary."""
+    trainer = session.trainer
+    for epoch in range(session.start_epoch + 1, session.config.train.epochs + 1):
+        if reporter is not None:
+            reporter.start_epoch(epoch, len(session.train_loader))
+        train_loss, train_accuracy, samples, seconds = trainer.train_epoch(session.train_loader, epoch, reporter)
+        val = trainer.evaluate(session.val_loader) if session.val_loader is not None else None
+        result = EpochResult(epoch, train_loss, train_accuracy, val.loss if val else None,
+                             val.accuracy if val else None, trainer.current_lr(), seconds,
+                             samples / seconds if seconds > 0 else math.inf)
+        session.history.append(dataclasses.asdict(result))
+        _check_finite_weights(session.model, epoch)
+        save_checkpoint(run.checkpoint_path, _checkpoint_state(session, epoch))
+        run.write_metrics(session.history)
+        if reporter is not None:
+            reporter.epoch_done(result)
+
+    save_weights(run.weights_path, session.model, weights_metadata(session))
+    return finish(session, run)
+
+
+def finish(session: Session, run: RunDir) -> dict[str, Any]:
+    """Compute the final test numbers and write the run's summary."""
+    started = time.perf_counter()
+    test_loader = BatchLoader(session.test.images, session.test.targets, session.config.train.eval_batch_size,
+                              shuffle=False)
+    metrics = evaluate_classifier(session.trainer, test_loader, session.data.classes)
+    history = session.history
+    summary = {
+        "recipe": session.config.recipe,
+        "epochs": len(history),
+        "seed": session.config.train.seed,
+        "threads": session.threads,
+        "train_seconds": sum(row["seconds"] for row in history),
+        "final_val_accuracy": history[-1]["val_accuracy"] if history else None,
+        **metrics,
+        "test_seconds": time.perf_counter() - started,
+    }
+    run.write_summary(summary)
+    return summary
