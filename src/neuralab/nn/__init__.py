@@ -16,4 +16,4 @@ __all__ = [
     "check_head_fits_loss",
 ]
 
-from neuralab.nn import segmentation_losses  # noqa: E402, F401  (importing registers dice and cross_entropy_dice)
+from neuralab.nn import segmentation_losses  # noqa: F401  (importing registers dice and cross_entropy_dice)

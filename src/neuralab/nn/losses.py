@@ -1,8 +1,9 @@
 """Loss functions by name, and the check that a model's output head fits its loss.
 
-Every loss takes `(outputs, targets)`. Class-index targets work with every loss: the
-regression losses (mse, mae, huber) and bce compare class probabilities with one-hot
-targets when the output has one column per class.
+Every loss takes `(outputs, targets)`. Float targets are compared with the outputs as they
+are (regression, or bce on probabilities). Integer class-index targets work with every loss:
+the regression losses (mse, mae, huber) and bce then compare class probabilities with
+one-hot targets.
 """
 
 from collections.abc import Callable
@@ -111,10 +112,11 @@ class Loss(nn.Module):
         self.head = head
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        if self.spec.on_probabilities:
+        class_indices = not targets.is_floating_point()
+        if self.spec.on_probabilities and class_indices:
             outputs = _probabilities(outputs, self.head)
             targets = _match_targets(outputs, targets)
-        elif self.name == "bce_with_logits":
+        elif self.name == "bce_with_logits" or self.spec.on_probabilities:
             targets = _match_targets(outputs, targets)
         return self.spec.compare(outputs, targets)
 
