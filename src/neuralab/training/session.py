@@ -68,7 +68,8 @@ def prepare(config: RunConfig) -> Session:
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
-    model.to(device)
+    channels_last = any(isinstance(module, nn.Conv2d) for module in model.modules())
+    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
     generator = torch.Generator().manual_seed(train_config.seed)
     augment = build_augment(config.data.augment, fill=data.background, max_shift=config.data.max_shift)
@@ -83,7 +84,8 @@ def prepare(config: RunConfig) -> Session:
                                 weight_decay=optim_config.weight_decay, fused=device.type in ("cpu", "cuda"))
     scheduler = _build_scheduler(config, optimizer, len(train_loader), train_config.epochs)
     trainer = Trainer(model, loss_fn, optimizer, scheduler, device,
-                      binary_threshold=0.5 if model.head in ("sigmoid", "softmax") else 0.0)
+                      binary_threshold=0.5 if model.head in ("sigmoid", "softmax") else 0.0,
+                      channels_last=channels_last)
     return Session(config, data, test, model, trainer, train_loader, val_loader, generator, threads, device)
 
 
