@@ -7,7 +7,6 @@ is kept apart and used only for the final test numbers.
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from neuralab.config import DataConfig

@@ -8,7 +8,9 @@ previous good file.
 
 import json
 import os
+import pickle
 import tempfile
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -54,7 +56,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for truncated, corrupt or unsafe files
+    # torch.load raises these for truncated, corrupt, foreign or unsafe (pickled-object) files.
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{path}: cannot load checkpoint ({type(error).__name__}: {_first_line(error)}); "
                               "the file is truncated, corrupt or not a neuralab checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != "neuralab-checkpoint":
@@ -93,6 +96,8 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     return strip_ddp_prefix(state), metadata
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def _first_line(error: Exception, limit: int = 100) -> str:
+    """Return the error's first sentence, shortened: torch's messages run to several lines."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    sentence = text.split(". ")[0]
+    return sentence if len(sentence) <= limit else sentence[:limit - 3] + "..."
