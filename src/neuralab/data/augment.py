@@ -1,7 +1,10 @@
 """Per-sample random augmentation of a whole in-memory batch.
 
 torchvision's v2 transforms draw one set of random parameters per call, so a batch would
-get the same shift for every image; these functions draw one set per image instead.
+get the same shift for every image; these classes draw one set per image instead. Drawing
+(`draw`) is separate from applying (`apply`) so that every process of a distributed run
+draws the parameters of the whole global batch, consuming the same random numbers as one
+process would, and applies only its own share.
 """
 
 import math
@@ -20,7 +23,11 @@ class RandomShift:
         self.max_shift = max_shift
         self.fill = fill  # the normalized value of a background pixel
 
-    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+    def draw(self, count: int, generator: torch.Generator) -> Tensor:
+        """Return (count, 2) offsets into the padded image, rows then columns."""
+        return torch.randint(0, 2 * self.max_shift + 1, (2, count), generator=generator).T
+
+    def apply(self, images: Tensor, offsets: Tensor) -> Tensor:
         if self.max_shift == 0:
             return images
         batch, channels, height, width = images.shape
@@ -30,11 +37,13 @@ class RandomShift:
         padded = padded.view(batch * channels, -1)  # (B, C, H+2p, W+2p) -> (B*C, (H+2p)*(W+2p))
 
         # One gather with flat indices is several times faster than indexing rows and columns.
-        offsets = torch.randint(0, 2 * pad + 1, (2, batch), generator=generator)
         window = (torch.arange(height)[:, None] * padded_width + torch.arange(width)).view(1, -1)  # (1, H*W)
-        corner = (offsets[0] * padded_width + offsets[1]).repeat_interleave(channels)[:, None]  # (B*C, 1)
+        corner = (offsets[:, 0] * padded_width + offsets[:, 1]).repeat_interleave(channels)[:, None]  # (B*C, 1)
         shifted = padded.gather(1, window + corner)  # (B*C, H*W)
         return shifted.view(batch, channels, height, width)
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        return self.apply(images, self.draw(len(images), generator))
 
 
 class RandomAffine:
@@ -46,19 +55,25 @@ class RandomAffine:
         self.max_shift = max_shift  # pixels
         self.fill = fill
 
-    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
-        batch, _, height, width = images.shape
-        draws = torch.rand((4, batch), generator=generator) * 2 - 1  # uniform in [-1, 1)
-        angle = draws[0] * self.radians
-        zoom = 1 + draws[1] * self.scale
+    def draw(self, count: int, generator: torch.Generator) -> Tensor:
+        """Return (count, 4) uniform draws in [-1, 1): angle, zoom, x shift, y shift."""
+        return (torch.rand((4, count), generator=generator) * 2 - 1).T
+
+    def apply(self, images: Tensor, draws: Tensor) -> Tensor:
+        _, _, height, width = images.shape
+        angle = draws[:, 0] * self.radians
+        zoom = 1 + draws[:, 1] * self.scale
         cos, sin = angle.cos() / zoom, angle.sin() / zoom
         theta = torch.stack([
-            torch.stack([cos, -sin, draws[2] * 2 * self.max_shift / width], dim=1),
-            torch.stack([sin, cos, draws[3] * 2 * self.max_shift / height], dim=1),
+            torch.stack([cos, -sin, draws[:, 2] * 2 * self.max_shift / width], dim=1),
+            torch.stack([sin, cos, draws[:, 3] * 2 * self.max_shift / height], dim=1),
         ], dim=1)  # (B, 2, 3)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         shifted = F.grid_sample(images - self.fill, grid, align_corners=False, padding_mode="zeros")
         return shifted + self.fill
+
+    def __call__(self, images: Tensor, generator: torch.Generator) -> Tensor:
+        return self.apply(images, self.draw(len(images), generator))
 
 
 def build_augment(name: str, fill: float, max_shift: int = 2, degrees: float = 10.0, scale: float = 0.1):

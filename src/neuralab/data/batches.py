@@ -5,12 +5,19 @@ never a per-sample decode. Augmentation works on whole batches.
 """
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
-Augment = Callable[[Tensor, torch.Generator], Tensor]
+
+class Augment(Protocol):
+    """Per-image random augmentation, drawn for a whole global batch and applied to a share of it."""
+
+    def draw(self, count: int, generator: torch.Generator) -> Tensor: ...
+
+    def apply(self, images: Tensor, parameters: Tensor) -> Tensor: ...
 
 
 def to_float_images(images: Tensor, mean: float, std: float) -> Tensor:
@@ -75,7 +82,9 @@ class BatchLoader:
                 images = self.images.index_select(0, indices)
                 targets = self.targets.index_select(0, indices)
             if self.augment is not None:
-                images = self.augment(images, self.generator)
+                # Every rank draws for the whole global batch, so all ranks stay in step.
+                parameters = self.augment.draw(stop - start, self.generator)
+                images = self.augment.apply(images, parameters[first:last])
             yield images, targets
 
 

@@ -62,6 +62,8 @@ def read_idx(path: Path, expected_dims: int | None = None) -> torch.Tensor:
             f"{path}: expected {header_size + body_size} bytes for shape {tuple(shape)}, "
             f"found {len(data)} (the file is truncated or has extra bytes); copy the file again"
         )
+    if body_size == 0:
+        return torch.empty(shape, dtype=torch.uint8)
     body = bytearray(data[header_size:])
     return torch.frombuffer(body, dtype=torch.uint8).reshape(shape)
 

@@ -4,7 +4,7 @@ A model factory takes keyword arguments only. The builder passes the data set's
 `in_shape` (channels, height, width) and `num_classes` to every factory, followed by the
 model options from the run configuration. Every returned module has:
   - `head`: what its outputs are, one of `neuralab.nn.losses.HEADS`;
-  - `task`: "classification", "segmentation" or "binary".
+  - `task`: "classification", "segmentation", "binary" or "regression".
 """
 
 import inspect

@@ -69,11 +69,14 @@ def _cosine(optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int,
 def _one_cycle(optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, *,
                warmup_fraction: float = 0.25, **options: float):
     max_lrs = [group["lr"] for group in optimizer.param_groups]
+    total_steps = steps_per_epoch * epochs
+    # OneCycleLR divides by (warmup steps - 1), so a warmup must span at least two steps.
+    warmup_fraction = min(max(warmup_fraction, 2 / total_steps), 1.0)
     # cycle_momentum would overwrite Adam's betas and SGD's momentum, so leave them alone.
     return lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=max_lrs,
-        total_steps=steps_per_epoch * epochs,
+        total_steps=total_steps,
         pct_start=warmup_fraction,
         cycle_momentum=False,
     )

@@ -60,7 +60,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     # torch.load raises these for truncated, corrupt, foreign or unsafe (pickled-object) files.
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError,
+            TypeError, IndexError, AttributeError) as error:
         raise CheckpointError(f"{path}: cannot load checkpoint ({type(error).__name__}: {_first_line(error)}); "
                               "the file is truncated, corrupt or not a neuralab checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != "neuralab-checkpoint":
