@@ -39,9 +39,13 @@ class ModelConfig:
 class DataConfig:
     """Which data set, where to find it, and how batches are prepared."""
 
-    dataset: str = _option("mnist", "data set name: mnist or fashion-mnist")
-    data_dir: str | None = _option(None, "folder holding the data set's IDX files "
-                                   "(default: built-in location, or $NEURALAB_DATA_DIR)")
+    dataset: str = _option("mnist", "data set name: mnist or fashion-mnist (classification), mnist-scenes "
+                           "(digit segmentation built from MNIST), or folder (your images in --data-dir)")
+    data_dir: str | None = _option(None, "for mnist, fashion-mnist and mnist-scenes: folder holding the MNIST-style "
+                                   "IDX files (default: built-in location, or $NEURALAB_DATA_DIR). For folder: the "
+                                   "image folder, either one sub-folder of images per class, or images/ and masks/ "
+                                   "paired by file stem; an optional test/ sub-folder in the same layout is the "
+                                   "test split")
     val_size: int = _option(5000, "training images held out for validation, chosen with a fixed seed")
     val_seed: int = _option(0, "seed of the validation hold-out, independent of --seed")
     mean: float | None = _option(None, "normalization mean (default: the data set's pixel mean)")
@@ -50,6 +54,17 @@ class DataConfig:
     max_shift: int = _option(2, "largest random shift in pixels for shift/affine augmentation")
     train_subset: int | None = _option(None, "use only the first N training images (quick experiments)")
     test_subset: int | None = _option(None, "use only the first N test images (quick experiments)")
+    train_scenes: int = _option(20000, "mnist-scenes: number of training scenes")
+    val_scenes: int = _option(2000, "mnist-scenes: number of validation scenes, drawn from the val_size held-out "
+                              "digits (the test set is always 1,000 scenes)")
+    num_classes: int | None = _option(None, "folder segmentation: number of mask classes, background included "
+                                      "(default: one per line of data_dir/classes.txt). With 2 classes, mask "
+                                      "value 255 means class 1; with more, 255 marks pixels to ignore")
+    image_size: int | None = _option(None, "folder: resize every image and mask to SIZE x SIZE pixels "
+                                     "(default: keep the size, which every image must then share)")
+    channels: int | None = _option(None, "folder: convert images to 1 (grayscale) or 3 (RGB) channels "
+                                   "(default: 1 if every training image is grayscale, else 3)")
+    memory_budget_mb: int = _option(2048, "folder: largest size in MiB of the decoded images held in memory")
 
 
 @dataclass(frozen=True)

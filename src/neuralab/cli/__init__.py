@@ -4,11 +4,11 @@ import argparse
 import logging
 import sys
 
-from neuralab.cli import evaluate, listing, plot, train
+from neuralab.cli import data, evaluate, listing, plot, train
 from neuralab.data.idx import DataFileError
 from neuralab.training.checkpoint import CheckpointError
 
-COMMANDS = (train, evaluate, listing, plot)
+COMMANDS = (train, evaluate, listing, plot, data)
 
 # Errors that mean "bad input": one line naming the value and the fix, exit status 2.
 USER_ERRORS = (ValueError, FileNotFoundError, DataFileError, CheckpointError)

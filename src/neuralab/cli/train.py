@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir.write_config(config)
         print(f"training {config.recipe} ({config.model.name}) on {config.data.dataset}: "
               f"{len(session.data.train)} training, {len(session.data.val or [])} validation, "
-              f"{len(session.test)} test images; {session.threads} thread(s) on {session.device}; run {run_dir.path}")
+              f"{len(session.test or [])} test images; {session.threads} thread(s) on {session.device}; run {run_dir.path}")
     return _train(session, run_dir)
 
 
@@ -157,10 +157,21 @@ def _train(session: sessions.Session, run_dir: RunDir) -> int:
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"test accuracy {100 * summary['test_accuracy']:.2f}% (loss {summary['test_loss']:.4f}) on "
-          f"{summary['test_samples']} test images after {summary['epochs']} epochs, "
+    print(f"{_test_result(summary)} after {summary['epochs']} epochs, "
           f"{summary['train_seconds']:.1f}s of training; run saved to {run_dir.path}")
     return 0
+
+
+def _test_result(summary: dict[str, Any]) -> str:
+    """Return the summary's headline test numbers: accuracy, and mean IoU for segmentation."""
+    if summary["test_samples"] == 0:
+        return summary.get("test_note", "no test set")
+    result = (f"test accuracy {100 * summary['test_accuracy']:.2f}% (loss {summary['test_loss']:.4f}) on "
+              f"{summary['test_samples']} test images")
+    if summary.get("task") == "segmentation":
+        iou = summary["mean_iou_without_background"]
+        result += f", mean IoU without background {'n/a' if iou is None else f'{iou:.4f}'}"
+    return result
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

@@ -14,7 +14,7 @@ from neuralab.nn import build_loss
 from neuralab.training.checkpoint import CheckpointError, load_weights
 from neuralab.training.devices import resolve_device
 from neuralab.training.engine import Trainer
-from neuralab.training.evaluation import evaluate_classifier
+from neuralab.training.evaluation import evaluate_classifier, evaluate_segmenter
 from neuralab.training.runs import RunDir
 
 
@@ -44,10 +44,17 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None) -> dict[str, Any]:
     """Return the test metrics of a finished run, recomputed from its saved weights."""
     model, metadata, config = load_model(run_dir)
     data_config = config.data if data_dir is None else dataclasses.replace(config.data, data_dir=str(data_dir))
-    test = prepare_test_data(data_config)
+    test = prepare_test_data(data_config, tuple(metadata["classes"]), tuple(metadata["model"]["in_shape"]))
+    if test is None:
+        raise ValueError(f"{data_config.data_dir}: no test split to evaluate on; add a test/ sub-folder in the "
+                         "training layout, or pass --data-dir with a folder that has one")
     device = resolve_device(config.train.device)
     model.to(device)
+    ignore_index = metadata.get("ignore_index")  # absent from weights saved before segmentation support
     trainer = Trainer(model, build_loss(config.train.loss, metadata["head"]), None, None, device,
+                      ignore_index=ignore_index,
                       binary_threshold=0.5 if metadata["head"] in ("sigmoid", "softmax") else 0.0)
     loader = BatchLoader(test.images, test.targets, config.train.eval_batch_size, shuffle=False)
+    if metadata["task"] == "segmentation":
+        return evaluate_segmenter(trainer, loader, metadata["classes"], ignore_index)
     return evaluate_classifier(trainer, loader, metadata["classes"])

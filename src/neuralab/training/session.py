@@ -24,7 +24,7 @@ from neuralab.nn import build_loss, build_optimizer, build_scheduler
 from neuralab.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from neuralab.training.devices import choose_threads, resolve_device
 from neuralab.training.engine import EpochResult, Reporter, Trainer
-from neuralab.training.evaluation import evaluate_classifier
+from neuralab.training.evaluation import evaluate_classifier, evaluate_segmenter
 from neuralab.training.runs import RunDir
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class Session:
 
     config: RunConfig
     data: PreparedData
-    test: Split
+    test: Split | None  # None when the data set has no test split (a folder without test/)
     model: nn.Module
     trainer: Trainer
     train_loader: BatchLoader
@@ -59,11 +59,13 @@ def prepare(config: RunConfig) -> Session:
                     eval_batch_size=train_config.eval_batch_size)
     device = resolve_device(train_config.device)
     data = prepare_training_data(config.data)
-    test = prepare_test_data(config.data)
+    test = prepare_test_data(config.data, data.classes, data.in_shape)
 
     torch.manual_seed(train_config.seed)
     model = build_model(config.model.name, data.in_shape, len(data.classes), **config.model.options)
+    _check_task(config, model, data)
     loss_fn = build_loss(train_config.loss, model.head)
+    _check_loss_skips_ignored(loss_fn, train_config.loss, data.ignore_index, [data.train, data.val, test])
     threads = train_config.threads or choose_threads(model, data.in_shape, train_config.batch_size)
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
@@ -83,10 +85,27 @@ def prepare(config: RunConfig) -> Session:
                                 momentum=optim_config.momentum, nesterov=optim_config.nesterov,
                                 weight_decay=optim_config.weight_decay, fused=device.type in ("cpu", "cuda"))
     scheduler = _build_scheduler(config, optimizer, len(train_loader), train_config.epochs)
-    trainer = Trainer(model, loss_fn, optimizer, scheduler, device,
+    trainer = Trainer(model, loss_fn, optimizer, scheduler, device, ignore_index=data.ignore_index,
                       binary_threshold=0.5 if model.head in ("sigmoid", "softmax") else 0.0,
                       channels_last=channels_last)
     return Session(config, data, test, model, trainer, train_loader, val_loader, generator, threads, device)
+
+
+def _check_task(config: RunConfig, model: nn.Module, data: PreparedData) -> None:
+    """Raise ValueError when a segmentation model meets class labels, or a classifier meets masks."""
+    if (model.task == "segmentation") != (data.task == "segmentation"):
+        raise ValueError(f"model {config.model.name!r} is a {model.task} model but data set {config.data.dataset!r} "
+                         f"is a {data.task} data set; pick a matching model (see `neuralab list models`)")
+
+
+def _check_loss_skips_ignored(loss_fn: nn.Module, name: str, ignore_index: int | None,
+                              splits: list[Split | None]) -> None:
+    """Raise ValueError when targets contain `ignore_index` but the loss would read it as a class."""
+    if ignore_index is None or getattr(loss_fn, "ignore_index", None) == ignore_index:
+        return
+    if any(split is not None and bool((split.targets == ignore_index).any()) for split in splits):
+        raise ValueError(f"the masks mark pixels to ignore with value {ignore_index}, but loss {name!r} cannot skip "
+                         "them; use --loss cross_entropy_dice or --loss dice")
 
 
 def _check_positive(**values: int) -> None:
@@ -152,6 +171,7 @@ def weights_metadata(session: Session) -> dict[str, Any]:
         "head": session.model.head,
         "task": session.model.task,
         "classes": list(data.classes),
+        "ignore_index": data.ignore_index,
         "preprocessing": {"dataset": config.data.dataset, "mean": data.mean, "std": data.std},
     }
 
@@ -188,9 +208,7 @@ def fit(session: Session, run: RunDir, reporter: Reporter | None = None) -> dict
 def finish(session: Session, run: RunDir) -> dict[str, Any]:
     """Compute the final test numbers and write the run's summary."""
     started = time.perf_counter()
-    test_loader = BatchLoader(session.test.images, session.test.targets, session.config.train.eval_batch_size,
-                              shuffle=False)
-    metrics = evaluate_classifier(session.trainer, test_loader, session.data.classes)
+    metrics = _test_metrics(session)
     history = session.history
     summary = {
         "recipe": session.config.recipe,
@@ -204,3 +222,16 @@ def finish(session: Session, run: RunDir) -> dict[str, Any]:
     }
     run.write_summary(summary)
     return summary
+
+
+def _test_metrics(session: Session) -> dict[str, Any]:
+    """Return the test metrics that fit the data set's task, or a note when it has no test split."""
+    data = session.data
+    if session.test is None:
+        return {"task": data.task, "test_samples": 0,
+                "test_note": f"no test split: {session.config.data.data_dir} has no test/ sub-folder"}
+    loader = BatchLoader(session.test.images, session.test.targets, session.config.train.eval_batch_size,
+                         shuffle=False)
+    if data.task == "segmentation":
+        return evaluate_segmenter(session.trainer, loader, data.classes, data.ignore_index)
+    return evaluate_classifier(session.trainer, loader, data.classes)
