@@ -129,12 +129,22 @@ def _check_value(section: str, key: str, value: Any, annotation: Any, source: st
     for kind in allowed:
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if kind is float and isinstance(value, str) and _parses_as_float(value):
+            return float(value)  # PyYAML reads exponents without a dot, such as 1e-3, as strings
         if kind is bool and isinstance(value, bool):
             return value
         if kind in (int, str, dict) and isinstance(value, kind) and not isinstance(value, bool):
             return value
     names = " or ".join("null" if kind is type(None) else kind.__name__ for kind in allowed)
     raise ValueError(f"{source}: {section}.{key} must be {names}, got {value!r}")
+
+
+def _parses_as_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def merge(config: RunConfig, updates: dict[str, Any], source: str) -> RunConfig:
@@ -156,7 +166,10 @@ def merge(config: RunConfig, updates: dict[str, Any], source: str) -> RunConfig:
             if key not in fields:
                 raise ValueError(f"{source}: unknown key {section}.{key}; valid keys: {', '.join(sorted(fields))}")
             checked[key] = _check_value(section, key, value, hints[key], source)
-        if section == "model" and "options" in checked and "name" not in checked:
+        renamed = section == "model" and checked.get("name", current.name) != current.name
+        if renamed and "options" not in checked:
+            checked["options"] = {}  # the previous model's options mean nothing to another model
+        elif section == "model" and "options" in checked and not renamed:
             checked["options"] = {**current.options, **checked["options"]}
         changes[section] = dataclasses.replace(current, **checked)
     return dataclasses.replace(config, **changes)

@@ -311,7 +311,7 @@ def test_model_flag_drops_recipe_options(mnist_dir, tmp_path, capsys):
     # The recipe's options (hidden_sizes, activation, head) belong to "mlp", not to the model chosen by --model.
     output_dir = tmp_path / "runs"
 
-    status = main(["train", "mnist-mlp", "--model", "linear", "--epochs", "1", "--val-size", "100",
+    status = main(["train", "mnist-mlp", "--model", "linear", "--epochs", "1", "--val-size", "100", "--batch-size", "64",
                    "--data-dir", str(mnist_dir), "--output-dir", str(output_dir)])
 
     assert status == 0, capsys.readouterr().err

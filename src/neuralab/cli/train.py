@@ -14,6 +14,7 @@ import yaml
 from neuralab.cli.progress import ConsoleReporter
 from neuralab.config import DEFAULT_RECIPE, SECTIONS, RunConfig, load_recipe, load_yaml, merge, to_yaml
 from neuralab.training import session as sessions
+from neuralab.training.checkpoint import load_checkpoint
 from neuralab.training.engine import NonFiniteLossError
 from neuralab.training.runs import RunDir
 
@@ -97,9 +98,11 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     """Return the configuration: recipe, then --config, then flags (or the resumed run's, then --epochs)."""
     if args.resume is not None:
         return _resume_config(args)
-    config = load_recipe(args.recipe or DEFAULT_RECIPE)
-    if args.config is not None:
-        config = merge(config, load_yaml(args.config), source=str(args.config))
+    content = load_yaml(args.config) if args.config is not None else {}
+    if args.recipe:
+        content.pop("recipe", None)  # a recipe named on the command line wins over the file's
+    config = load_recipe(args.recipe or content.get("recipe") or DEFAULT_RECIPE)
+    config = merge(config, content, source=str(args.config))
     return merge(config, flag_updates(args), source="command line")
 
 
@@ -127,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         run_dir = RunDir.open(args.resume)
         sessions.restore(session, run_dir)
-        if session.start_epoch >= config.train.epochs:
+        finished = run_dir.weights_path.is_file() and run_dir.summary_path.is_file()
+        if session.start_epoch > config.train.epochs or (session.start_epoch == config.train.epochs and finished):
             print(f"{run_dir.path}: already trained for {session.start_epoch} epochs; "
                   f"pass --epochs N with N > {session.start_epoch} to train further")
             return 0
@@ -179,9 +183,9 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def _print_interrupted(run_dir: RunDir) -> None:
-    done = len(run_dir.read_metrics())
-    if run_dir.checkpoint_path.is_file():
-        print(f"\ninterrupted; the checkpoint after epoch {done} is kept in {run_dir.path}. Resume with:\n"
-              f"  neuralab train --resume {shlex.quote(str(run_dir.path))}", file=sys.stderr)
-    else:
+    if not run_dir.checkpoint_path.is_file():
         print(f"\ninterrupted before the first epoch finished; {run_dir.path} holds no checkpoint", file=sys.stderr)
+        return
+    epoch = load_checkpoint(run_dir.checkpoint_path)["epoch"]
+    print(f"\ninterrupted; the checkpoint after epoch {epoch} is kept in {run_dir.path}. Resume with:\n"
+          f"  neuralab train --resume {shlex.quote(str(run_dir.path))}", file=sys.stderr)

@@ -70,8 +70,12 @@ def _one_cycle(optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: i
                warmup_fraction: float = 0.25, **options: float):
     max_lrs = [group["lr"] for group in optimizer.param_groups]
     total_steps = steps_per_epoch * epochs
-    # OneCycleLR divides by (warmup steps - 1), so a warmup must span at least two steps.
-    warmup_fraction = min(max(warmup_fraction, 2 / total_steps), 1.0)
+    if total_steps < 3:
+        raise ValueError(f"the one_cycle schedule needs at least 3 training steps, got {total_steps}; "
+                         "train on more data or for more epochs, or use --scheduler none")
+    # OneCycleLR divides by the warmup's steps - 1 and by the annealing's steps, so the warmup
+    # spans at least two steps and leaves at least one for annealing.
+    warmup_fraction = min(max(warmup_fraction, 2 / total_steps), 1 - 1 / total_steps)
     # cycle_momentum would overwrite Adam's betas and SGD's momentum, so leave them alone.
     return lr_scheduler.OneCycleLR(
         optimizer,

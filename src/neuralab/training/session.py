@@ -66,7 +66,9 @@ def prepare(config: RunConfig) -> Session:
     _check_task(config, model, data)
     loss_fn = build_loss(train_config.loss, model.head)
     _check_loss_skips_ignored(loss_fn, train_config.loss, data.ignore_index, [data.train, data.val, test])
-    threads = train_config.threads or choose_threads(model, data.in_shape, train_config.batch_size)
+    threads = train_config.threads
+    if threads is None:
+        threads = choose_threads(model, data.in_shape, train_config.batch_size)
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
@@ -142,6 +144,8 @@ def restore(session: Session, run: RunDir) -> None:
         trainer.scheduler.load_state_dict(state["scheduler"])
     session.generator.set_state(state["rng"]["data"])
     torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     session.start_epoch = state["epoch"]
     session.history = list(state["history"])
 
@@ -155,9 +159,17 @@ def _checkpoint_state(session: Session, epoch: int) -> dict[str, Any]:
         "model": session.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
         "scheduler": trainer.scheduler.state_dict(),
-        "rng": {"data": session.generator.get_state(), "torch": torch.get_rng_state()},
+        "rng": _rng_states(session),
         "history": session.history,
     }
+
+
+def _rng_states(session: Session) -> dict[str, Any]:
+    """Return every random-number state that training draws from: data order, dropout (CPU and CUDA)."""
+    states: dict[str, Any] = {"data": session.generator.get_state(), "torch": torch.get_rng_state()}
+    if session.device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
 
 
 def weights_metadata(session: Session) -> dict[str, Any]:
