@@ -11,7 +11,8 @@ from neuralab.training.checkpoint import CheckpointError
 COMMANDS = (train, evaluate, listing, plot, data)
 
 # Errors that mean "bad input": one line naming the value and the fix, exit status 2.
-USER_ERRORS = (ValueError, FileNotFoundError, DataFileError, CheckpointError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, DataFileError,
+               CheckpointError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args)
+    except BrokenPipeError:  # output piped into a reader that closed early, e.g. `| head`
+        sys.stderr.close()
+        return 0
     except USER_ERRORS as error:
         print(f"neuralab {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -56,7 +56,8 @@ def _add_section_flags(parser: argparse.ArgumentParser, section: str, cls: type)
     hints = typing.get_type_hints(cls)
     for item in dataclasses.fields(cls):
         flag = "--" + item.name.replace("_", "-")
-        help_text = f"{item.metadata['help']} (default: {item.default})"
+        help_text = f"{item.metadata['help']} (built-in default: {item.default}; a recipe may set another, "\
+            "see --print-config)"
         dest = f"{section}.{item.name}"
         kind = hints[item.name]
         if kind is bool:
@@ -73,6 +74,16 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(size) for size in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--hidden-sizes expects comma-separated positive integers, e.g. 128,64; got {text!r}") from None
+    if any(size < 1 for size in sizes):
+        raise ValueError(f"--hidden-sizes expects positive layer widths, e.g. 128,64; got {text!r}")
+    return sizes
+
+
 def flag_updates(args: argparse.Namespace) -> dict[str, Any]:
     """Return the nested configuration updates given as flags."""
     updates: dict[str, dict[str, Any]] = {}
@@ -82,7 +93,7 @@ def flag_updates(args: argparse.Namespace) -> dict[str, Any]:
         section, _, key = dest.partition(".")
         if key.startswith("options."):
             option = key.removeprefix("options.")
-            value = [int(size) for size in value.split(",")] if option == "hidden_sizes" else _parse_value(value)
+            value = _parse_sizes(value) if option == "hidden_sizes" else _parse_value(value)
             updates.setdefault("model", {}).setdefault("options", {})[option] = value
         else:
             updates.setdefault(section, {})[key] = value

@@ -53,20 +53,27 @@ FASHION_MNIST = IdxDataset(
     mean=0.2860,  # computed over the 60,000 Fashion-MNIST training images
     std=0.3530,
     default_dirs=(DEBIAN_FASHION_MNIST,),
-    install_hint=f"install it with `apt-get install dataset-fashion-mnist`, or pass --data-dir "
-    f"(or set {DATA_DIR_VARIABLE}) to a folder holding its four IDX files",
+    install_hint=f"install it with `apt-get install dataset-fashion-mnist`, pass --data-dir with a folder "
+    f"holding its four IDX files, or set {DATA_DIR_VARIABLE} to a folder with a fashion-mnist/ sub-folder",
 )
 for _dataset in (MNIST, FASHION_MNIST):
     DATASETS.register(_dataset.name, f"{len(_dataset.classes)} classes, 28x28 grayscale")(lambda d=_dataset: d)
 
 
 def _candidate_dirs(dataset: IdxDataset, data_dir: Path | None) -> list[Path]:
-    """Return the folders to search, most specific first."""
-    chosen = data_dir if data_dir is not None else os.environ.get(DATA_DIR_VARIABLE) or None
-    if chosen is None:
-        return list(dataset.default_dirs)
-    chosen = Path(chosen).expanduser()
-    return [chosen / dataset.name, chosen]
+    """Return the folders to search, most specific first.
+
+    An explicit data_dir is searched as given and in its sub-folder named after the data
+    set. $NEURALAB_DATA_DIR serves every data set, so only its sub-folder named after the
+    data set counts (fashion-mnist/, mnist/); otherwise MNIST and Fashion-MNIST, which use
+    the same file names, could be swapped without a word.
+    """
+    if data_dir is not None:
+        chosen = Path(data_dir).expanduser()
+        return [chosen / dataset.name, chosen]
+    shared = os.environ.get(DATA_DIR_VARIABLE)
+    shared_dirs = [Path(shared).expanduser() / dataset.name] if shared else []
+    return shared_dirs + list(dataset.default_dirs)
 
 
 def _find_file(folder: Path, stem: str) -> Path | None:
@@ -89,7 +96,9 @@ def find_split_files(dataset: IdxDataset, split: str, data_dir: Path | None = No
             missing = label_stem if images else image_stem
             raise FileNotFoundError(f"{folder}: found one {split} file but not {missing}(.gz); {dataset.install_hint}")
     searched = ", ".join(str(folder) for folder in folders)
-    raise FileNotFoundError(f"{dataset.name}: {image_stem}(.gz) not found in {searched}; {dataset.install_hint}")
+    hint = (f"check --data-dir {data_dir}: it must hold the four IDX files" if data_dir is not None
+            else dataset.install_hint)
+    raise FileNotFoundError(f"{dataset.name}: {image_stem}(.gz) not found in {searched}; {hint}")
 
 
 def load_split(dataset: IdxDataset, split: str, data_dir: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:

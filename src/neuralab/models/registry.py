@@ -37,6 +37,10 @@ def build_model(name: str, in_shape: tuple[int, int, int] | None = None, num_cla
             f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
             f"its options are: {', '.join(valid) or 'none'}"
         )
-    model = MODELS.build(name, in_shape=in_shape, num_classes=num_classes, **options)
+    try:
+        model = MODELS.build(name, in_shape=in_shape, num_classes=num_classes, **options)
+    except (TypeError, RuntimeError) as error:  # e.g. hidden_sizes=[-4] or dropout="abc" reach torch
+        raise ValueError(f"model {name!r} cannot be built with options {options}: {error}; "
+                         f"its options and defaults are: {valid}") from None
     assert hasattr(model, "head") and hasattr(model, "task"), f"model {name!r} breaks the model contract"
     return model
