@@ -29,7 +29,7 @@ def _option(default: Any, help: str, **kwargs: Any) -> Any:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which model to build, and its options (see `neuralab list` for each model's options)."""
+    """The model name and its options (`neuralab list` shows each model's options)."""
 
     name: str = _option("mlp", "registered model name")
     options: dict = _option({}, "model options as KEY=VALUE, e.g. hidden_sizes=[256,128]")
@@ -37,7 +37,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data set, where to find it, and how batches are prepared."""
+    """The data set, its location and the batch preparation."""
 
     dataset: str = _option("mnist", "data set name: mnist or fashion-mnist (classification), mnist-scenes "
                            "(digit segmentation built from MNIST), or folder (your images in --data-dir)")

@@ -31,8 +31,9 @@ class Registry:
         def decorator(factory: Callable[..., Any]) -> Callable[..., Any]:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
-            doc = description or (factory.__doc__ or "").strip().splitlines()[0:1]
-            text = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            text = description
+            if not text and factory.__doc__:
+                text = factory.__doc__.strip().splitlines()[0]
             self._entries[name] = Entry(name, factory, text)
             return factory
 

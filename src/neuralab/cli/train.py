@@ -195,7 +195,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def _print_interrupted(run_dir: RunDir) -> None:
     if not run_dir.checkpoint_path.is_file():
-        print(f"\ninterrupted before the first epoch finished; {run_dir.path} holds no checkpoint", file=sys.stderr)
+        print(f"\ninterrupted before the first epoch finished; {run_dir.path} contains no checkpoint", file=sys.stderr)
         return
     epoch = load_checkpoint(run_dir.checkpoint_path)["epoch"]
     print(f"\ninterrupted; the checkpoint after epoch {epoch} is kept in {run_dir.path}. Resume with:\n"

@@ -42,5 +42,6 @@ def build_model(name: str, in_shape: tuple[int, int, int] | None = None, num_cla
     except (TypeError, RuntimeError) as error:  # e.g. hidden_sizes=[-4] or dropout="abc" reach torch
         raise ValueError(f"model {name!r} cannot be built with options {options}: {error}; "
                          f"its options and defaults are: {valid}") from None
-    assert hasattr(model, "head") and hasattr(model, "task"), f"model {name!r} breaks the model contract"
+    assert hasattr(model, "head"), f"model {name!r} has no `head` attribute"
+    assert hasattr(model, "task"), f"model {name!r} has no `task` attribute"
     return model

@@ -44,7 +44,7 @@ class EvalResult:
 
 @dataclass(frozen=True)
 class EpochResult:
-    """What one epoch measured."""
+    """The measurements of one epoch."""
 
     epoch: int
     train_loss: float

@@ -75,7 +75,7 @@ class RunDir:
         return [json.loads(line) for line in lines if line.strip()]
 
     def write_metrics(self, rows: list[dict[str, Any]]) -> None:
-        """Rewrite the whole metrics file atomically (it holds one small row per epoch)."""
+        """Rewrite the whole metrics file atomically (it contains one small row per epoch)."""
         write_text(self.metrics_path, "".join(json.dumps(row) + "\n" for row in rows))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
