@@ -91,6 +91,28 @@ def test_nonpositive_lr_rejected(lr):
         build_optimizer("sgd", _tiny_model().parameters(), lr=lr)
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"momentum": 1.5}, "momentum must be in \\[0, 1\\), got 1.5; set --momentum"),
+    ({"momentum": -0.1}, "momentum must be in \\[0, 1\\), got -0.1; set --momentum"),
+    ({"weight_decay": -1.0}, "weight decay must be zero or positive, got -1.0; set --weight-decay"),
+])
+def test_out_of_range_optimizer_options_rejected(options, message):
+    with pytest.raises(ValueError, match=message):
+        build_optimizer("sgd", _tiny_model().parameters(), lr=0.1, **options)
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("step", {"gamma": 0.0}, "gamma must be in \\(0, 1\\], got 0.0; set --gamma"),
+    ("step", {"gamma": 1.5}, "gamma must be in \\(0, 1\\], got 1.5; set --gamma"),
+    ("step", {"step_epochs": 0.0}, "step_epochs must be positive, got 0.0; set --step-epochs"),
+    ("one_cycle", {"warmup_fraction": 2.0}, "warmup_fraction must be in \\(0, 1\\), got 2.0; set --warmup-fraction"),
+])
+def test_out_of_range_schedule_options_rejected(name, options, message):
+    optimizer = torch.optim.SGD(_tiny_model().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=message):
+        build_scheduler(name, optimizer, steps_per_epoch=10, epochs=2, **options)
+
+
 def test_nesterov_needs_momentum():
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0, got momentum=0.0"):
         build_optimizer("sgd", _tiny_model().parameters(), lr=0.1, nesterov=True)

@@ -56,6 +56,10 @@ def _constant(optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: in
 @SCHEDULERS.register("step", "multiply the learning rate by gamma every step_epochs epochs")
 def _step(optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, *,
           step_epochs: float = 1.0, gamma: float = 0.7, **options: float):
+    if not step_epochs > 0:
+        raise ValueError(f"step_epochs must be positive, got {step_epochs}; set --step-epochs, e.g. --step-epochs 1")
+    if not 0 < gamma <= 1:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma}; set --gamma, e.g. --gamma 0.7")
     step_size = max(1, round(step_epochs * steps_per_epoch))
     return lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
 
@@ -68,6 +72,9 @@ def _cosine(optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int,
 @SCHEDULERS.register("one_cycle", "warm up to lr, then anneal to near 0 (Smith's 1cycle policy)")
 def _one_cycle(optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, *,
                warmup_fraction: float = 0.25, **options: float):
+    if not 0 < warmup_fraction < 1:
+        raise ValueError(f"warmup_fraction must be in (0, 1), got {warmup_fraction}; "
+                         "set --warmup-fraction, e.g. --warmup-fraction 0.25")
     max_lrs = [group["lr"] for group in optimizer.param_groups]
     total_steps = steps_per_epoch * epochs
     if total_steps < 3:
@@ -94,6 +101,11 @@ def build_optimizer(name: str, params: Iterable[nn.Parameter], *, lr: float, mom
     """
     if not (lr > 0 and math.isfinite(lr)):
         raise ValueError(f"learning rate must be a positive number, got lr={lr}; set --lr, e.g. --lr 0.001")
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}; set --momentum, e.g. --momentum 0.9")
+    if not (weight_decay >= 0 and math.isfinite(weight_decay)):
+        raise ValueError(f"weight decay must be zero or positive, got {weight_decay}; "
+                         "set --weight-decay, e.g. --weight-decay 0.0001")
     return OPTIMIZERS.build(name, params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                            fused=fused)
 
