@@ -9,7 +9,8 @@ from PIL import Image
 
 from neuralab.config import DataConfig
 from neuralab.data import folders
-from neuralab.data.prepare import prepare_test_data, prepare_training_data
+from neuralab.data.prepare import Split, prepare_test_data, prepare_training_data
+from neuralab.data.streaming import StreamedSplit
 
 # A palette whose colours are nothing like the indices, so reading luminance instead of indices shows.
 PALETTE = [0, 0, 0, 200, 30, 30, 30, 200, 30, 30, 30, 200] + [255, 255, 255] * 252
@@ -257,19 +258,24 @@ def test_val_size_must_fit_folder(tmp_path):
         prepare_training_data(_config(root, val_size=5000))
 
 
-def test_memory_budget_exceeded(tmp_path):
+def test_memory_budget_exceeded_streams(tmp_path):
     root = tmp_path / "big"
-    write_image(root / "a" / "x.png", "RGB", size=(600, 600))
+    write_image(root / "a" / "x.png", "RGB", size=(600, 600))  # 4.1 MiB as float32
 
-    with pytest.raises(ValueError, match=r"need 4 MiB, more than data.memory_budget_mb=1"):
-        prepare_training_data(_config(root, memory_budget_mb=1))
+    in_memory = prepare_training_data(_config(root, memory_budget_mb=5))
+    streamed = prepare_training_data(_config(root, memory_budget_mb=4))
+
+    assert isinstance(in_memory.train, Split)
+    assert isinstance(streamed.train, StreamedSplit)
 
 
-def test_shift_augment_rejected_for_masks(tmp_path):
-    root = _segmentation_folder(tmp_path / "seg", {"a": np.zeros((4, 4))}, num_classes=3)
+@pytest.mark.parametrize(("num_classes", "fill"), [(3, 255), (2, 0)])
+def test_mask_augment_fill_label(tmp_path, num_classes, fill):
+    root = _segmentation_folder(tmp_path / "seg", {"a": np.zeros((4, 4))}, num_classes=num_classes)
 
-    with pytest.raises(ValueError, match=r"data.augment 'shift' moves the images but not their masks"):
-        prepare_training_data(_config(root, augment="shift"))
+    data = prepare_training_data(_config(root, augment="shift"))
+
+    assert data.mask_fill == fill
 
 
 def test_unreadable_image_named(tmp_path):

@@ -19,6 +19,8 @@ class Augment(Protocol):
 
     def apply(self, images: Tensor, parameters: Tensor) -> Tensor: ...
 
+    def apply_masks(self, masks: Tensor, parameters: Tensor) -> Tensor: ...
+
 
 def to_float_images(images: Tensor, mean: float, std: float) -> Tensor:
     """Return uint8 images (N, H, W) or (N, C, H, W) as normalized float32 (N, C, H, W)."""
@@ -68,12 +70,17 @@ class BatchLoader:
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.global_batch_size)
 
+    def global_batch_sizes(self) -> list[int]:
+        """Return the size of each step's global batch, across all ranks; only the last can be short."""
+        count = len(self.images)
+        return [min(self.global_batch_size, count - start) for start in range(0, count, self.global_batch_size)]
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         count = len(self.images)
         order = torch.randperm(count, generator=self.generator) if self.shuffle else None
         for start in range(0, count, self.global_batch_size):
             stop = min(start + self.global_batch_size, count)
-            first, last = _shard_bounds(stop - start, self.rank, self.world_size)
+            first, last = shard_bounds(stop - start, self.rank, self.world_size)
             if order is None:
                 images = self.images[start + first:start + last]
                 targets = self.targets[start + first:start + last]
@@ -82,13 +89,29 @@ class BatchLoader:
                 images = self.images.index_select(0, indices)
                 targets = self.targets.index_select(0, indices)
             if self.augment is not None:
-                # Every rank draws for the whole global batch, so all ranks stay in step.
-                parameters = self.augment.draw(stop - start, self.generator)
-                images = self.augment.apply(images, parameters[first:last])
+                images, targets = augment_share(self.augment, images, targets, stop - start, (first, last),
+                                                self.generator)
             yield images, targets
 
 
-def _shard_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
+def augment_share(augment: Augment, images: Tensor, targets: Tensor, global_size: int, share: tuple[int, int],
+                  generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Draw parameters for a whole global batch and augment this rank's `share` [first, last) of it.
+
+    Every rank draws for the whole global batch, so all ranks stay in step. Segmentation masks
+    (B, H, W) move with their images; class labels (B,) stay as they are.
+    """
+    parameters = augment.draw(global_size, generator)
+    first, last = share
+    if last == first:  # a rank's share is empty when the batch has fewer samples than ranks
+        return images, targets
+    images = augment.apply(images, parameters[first:last])
+    if targets.dim() == 3:
+        targets = augment.apply_masks(targets, parameters[first:last])
+    return images, targets
+
+
+def shard_bounds(size: int, rank: int, world_size: int) -> tuple[int, int]:
     """Return [first, last) of rank's share of a batch of `size`, as equal as possible."""
     base, extra = divmod(size, world_size)
     first = rank * base + min(rank, extra)

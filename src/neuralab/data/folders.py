@@ -238,17 +238,17 @@ def describe(root: Path, num_classes: int | None, image_size: int | None, channe
         raise ValueError(f"{root} contains {len(classes)} class folders but data.num_classes is {num_classes}; "
                          "drop --num-classes for a classification folder")
     if channels is None:
-        modes = {_header(path)[0] for path, _ in samples}
+        modes = {read_header(path)[0] for path, _ in samples}
         channels = 1 if modes <= set(GRAYSCALE_MODES) else 3
     elif channels not in (1, 3):
         raise ValueError(f"data.channels must be 1 or 3, got {channels}")
     if image_size is not None and image_size < 1:
         raise ValueError(f"data.image_size must be positive, got {image_size}")
-    size = (image_size, image_size) if image_size else _header(samples[0][0])[1]
+    size = (image_size, image_size) if image_size else read_header(samples[0][0])[1]
     return FolderSpec(task, classes, channels, size, resize=image_size is not None)
 
 
-def _header(path: Path) -> tuple[str, tuple[int, int]]:
+def read_header(path: Path) -> tuple[str, tuple[int, int]]:
     """Return (mode, (height, width)) from the file header, without decoding the pixels."""
     try:
         with Image.open(path) as image:
@@ -263,42 +263,60 @@ def decoded_bytes(count: int, spec: FolderSpec) -> int:
     return count * pixels * (4 * spec.channels + (1 if spec.task == "segmentation" else 0))
 
 
-def load_folder_split(root: Path, split: str, spec: FolderSpec, memory_budget_mb: int) -> FolderSplit | None:
-    """Decode every sample of `split` ("train" or "test") into memory, or return None without a test/ folder."""
+def split_samples(root: Path, split: str, spec: FolderSpec) -> list[tuple[Path, Path | int]] | None:
+    """Return (image, mask path or class index) of every sample of `split` ("train" or "test").
+
+    Return None for the test split of a folder without a test/ sub-folder.
+    """
     split_root = _split_root(root, split)
     if split == "test" and not split_root.is_dir():
         return None
     samples = _samples(split_root, spec.task, spec.classes)
     if not samples:
         raise ValueError(f"{split_root}: no images found; add images in the training layout or remove the folder")
-    needed = decoded_bytes(len(samples), spec)
-    if needed > memory_budget_mb * 2**20:
-        # TODO: stream samples through a torch DataLoader when the decoded set exceeds the budget.
-        raise ValueError(f"{split_root}: the {len(samples)} decoded images need {needed / 2**20:.0f} MiB, more than "
-                         f"data.memory_budget_mb={memory_budget_mb}; raise --memory-budget-mb or lower "
-                         "--image-size (streaming from disk is not implemented)")
+    return samples
+
+
+def load_samples(samples: list[tuple[Path, Path | int]], spec: FolderSpec) -> FolderSplit:
+    """Decode every sample into memory at `spec.size`."""
     images, targets = [], []
     for image_path, target in samples:
-        image, target = _load_sample(image_path, target, spec)
+        image, target = load_sample(image_path, target, spec)
         images.append(image)
         targets.append(target)
     stacked = torch.stack(targets) if spec.task == "segmentation" else torch.tensor(targets, dtype=torch.int64)
     return FolderSplit(torch.stack(images), stacked)
 
 
-def _load_sample(image_path: Path, target: Path | int, spec: FolderSpec) -> tuple[Tensor, Tensor | int]:
+def load_sample(image_path: Path, target: Path | int, spec: FolderSpec) -> tuple[Tensor, Tensor | int]:
     """Return one decoded image (C, H, W) and its target, both at `spec.size`."""
-    image = convert_image(open_image(image_path), spec.channels)
-    original = tuple(image.shape[-2:])
-    mask = None
-    if isinstance(target, Path):
-        mask = map_mask(read_mask(target), len(spec.classes), target)
-        if tuple(mask.shape) != original:
-            raise ValueError(f"{target}: mask is {mask.shape[0]}x{mask.shape[1]} but its image {image_path.name} "
-                             f"is {original[0]}x{original[1]} (height x width); masks must match their image")
-    if original != spec.size and not spec.resize:
-        raise ValueError(f"{image_path}: image is {original[0]}x{original[1]} but the first training image is "
-                         f"{spec.size[0]}x{spec.size[1]} (height x width); set data.image_size (--image-size) "
-                         "to resize every image to one size")
+    image, target = decode_sample(image_path, target, spec)
+    check_image_size(image_path, tuple(image.shape[-2:]), spec)
+    mask = target if isinstance(target, Tensor) else None
     image, mask = resize(image, mask, spec.size)
     return image, mask if mask is not None else target
+
+
+def decode_sample(image_path: Path, target: Path | int, spec: FolderSpec) -> tuple[Tensor, Tensor | int]:
+    """Return one image uint8 (C, H, W) at its stored size and its target: a class index, or the mask (H, W)."""
+    image = convert_image(open_image(image_path), spec.channels)
+    if not isinstance(target, Path):
+        return image, target
+    mask = map_mask(read_mask(target), len(spec.classes), target)
+    check_mask_size(target, tuple(mask.shape), image_path, tuple(image.shape[-2:]))
+    return image, mask
+
+
+def check_mask_size(mask_path: Path, mask_size: tuple[int, int], image_path: Path, image_size: tuple[int, int]) -> None:
+    """Raise ValueError unless a mask has exactly its image's (height, width)."""
+    if mask_size != image_size:
+        raise ValueError(f"{mask_path}: mask is {mask_size[0]}x{mask_size[1]} but its image {image_path.name} "
+                         f"is {image_size[0]}x{image_size[1]} (height x width); masks must match their image")
+
+
+def check_image_size(image_path: Path, image_size: tuple[int, int], spec: FolderSpec) -> None:
+    """Raise ValueError when an image differs from `spec.size` and is not going to be resized."""
+    if image_size != spec.size and not spec.resize:
+        raise ValueError(f"{image_path}: image is {image_size[0]}x{image_size[1]} but the first training image is "
+                         f"{spec.size[0]}x{spec.size[1]} (height x width); set data.image_size (--image-size) "
+                         "to resize every image to one size")
