@@ -1,4 +1,5 @@
-"""Shared test helpers: IDX files in the real on-disk format, and a tiny MNIST folder built from them.
+"""Shared test helpers: IDX files in the real on-disk format, a tiny MNIST folder built from them, and a
+tiny trained mnist-mlp run.
 
 An IDX file is a 4-byte magic number (0x0000, type 0x08 for unsigned bytes, the number of
 dimensions), one big-endian uint32 per dimension, then the bytes in row-major order.
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from neuralab.cli import main
 from neuralab.data.sources import MNIST, load_split
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions (N, 28, 28)
@@ -66,3 +68,20 @@ def mnist_dir(tmp_path: Path, mnist_slice) -> Path:
     write_split(folder, "train", *mnist_slice["train"])
     write_split(folder, "t10k", *mnist_slice["test"])
     return folder
+
+
+# Train flags of the shared `mlp_run`: the first 600 training images of the built-in MNIST (500
+# training, 100 validation) and its first 200 test images, batch 64, so 8 steps per epoch, with
+# layer statistics recorded at every step.
+TINY_RUN_FLAGS = ["--epochs", "2", "--train-subset", "600", "--val-size", "100", "--test-subset", "200",
+                  "--batch-size", "64", "--stats-every", "1"]
+
+
+@pytest.fixture(scope="session")
+def mlp_run(tmp_path_factory) -> Path:
+    """A finished 2-epoch mnist-mlp run with its report, trained once per session by `neuralab train`."""
+    output_dir = tmp_path_factory.mktemp("runs")
+    status = main(["train", "mnist-mlp", *TINY_RUN_FLAGS, "--output-dir", str(output_dir)])
+    assert status == 0
+    (run_dir,) = output_dir.iterdir()
+    return run_dir

@@ -1,5 +1,8 @@
 """Figures that show what happens inside a network: activations, losses, and shared figure style.
 
+The modules of this package add the rest: layer statistics recorded during training
+(`recorder`), the run report (`report`), the autograd graph (`graph`), one neuron's
+computation (`neuron`), variant comparisons (`compare`) and TensorBoard logging (`tensorboard`).
 Importing this package imports matplotlib.
 """
 

@@ -4,6 +4,7 @@ Figures are built on `matplotlib.figure.Figure` with the Agg canvas, never throu
 drawing needs no display, keeps no global figure list and leaves the user's backend alone.
 """
 
+import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,12 +71,14 @@ def add_legend(axes: Axes, **options) -> None:
         axes.legend(**options)
 
 
-def small_texts(figure: Figure, min_size: float = MIN_FONT_PT) -> list[Text]:
+def small_texts(figure: Figure, min_size: float = MIN_FONT_PT, draw: bool = True) -> list[Text]:
     """Return the visible, non-empty texts of `figure` whose font is smaller than `min_size` points.
 
-    Tick labels exist only after a draw, so the figure is drawn (without writing pixels) first.
+    Tick labels exist only after a draw, so the figure is drawn (without writing pixels) first,
+    unless `draw` is False because the caller has just drawn it.
     """
-    figure.draw_without_rendering()
+    if draw:
+        figure.draw_without_rendering()
     texts = figure.findobj(Text)
     return [text for text in texts if text.get_visible() and text.get_text() and text.get_fontsize() < min_size]
 
@@ -89,19 +92,36 @@ def save_figure(figure: Figure, path: Path) -> Path:
     if path.suffix.lower() != ".png":
         raise ValueError(f"invalid figure path {str(path)!r}: expected a file name ending in .png, "
                          f"got suffix {path.suffix!r}")
-    too_small = small_texts(figure)
+    # Encoding the PNG draws the figure, which creates the tick labels, so the check needs no second draw.
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=DPI)
+    too_small = small_texts(figure, draw=False)
     if too_small:
         sizes = ", ".join(f"{text.get_text()!r} at {text.get_fontsize():g} pt" for text in too_small[:5])
         raise ValueError(f"{len(too_small)} texts are smaller than the {MIN_FONT_PT:g} pt minimum: {sizes}. "
                          "Raise their fontsize.")
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda temporary: _write_png(figure, temporary))
+    atomic_write(path, lambda temporary: _write_png(png.getvalue(), temporary))
     return path
 
 
-def _write_png(figure: Figure, temporary: Path) -> None:
-    # The temporary name ends in .tmp, so the format is given rather than inferred from the suffix.
-    figure.savefig(temporary, format="png", dpi=DPI)
+def _write_png(data: bytes, temporary: Path) -> None:
+    temporary.write_bytes(data)
     # atomic_write's temporary file is private (mode 0600); a figure is meant to be shared.
     os.chmod(temporary, SHARED_FILE_MODE)
+
+
+def tile_images(images: np.ndarray, columns: int, gap: int = 2, fill: float = 1.0) -> np.ndarray:
+    """Return images (N, H, W) or (N, H, W, 3) laid out in a grid of `columns` with `gap` pixels of `fill` between.
+
+    One image of the whole grid draws far faster than one axes per tile.
+    """
+    count, height, width = images.shape[:3]
+    rows = -(-count // columns)  # ceiling division
+    shape = (rows * (height + gap) - gap, columns * (width + gap) - gap, *images.shape[3:])
+    grid = np.full(shape, fill, dtype=np.float32)
+    for index in range(count):
+        top, left = (index // columns) * (height + gap), (index % columns) * (width + gap)
+        grid[top:top + height, left:left + width] = images[index]
+    return grid

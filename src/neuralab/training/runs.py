@@ -6,6 +6,9 @@
         checkpoint.pt      resumable training state (weights-only loadable)
         model.safetensors  final weights with architecture and preprocessing metadata
         summary.json       final test numbers
+        stats.json         layer statistics sampled during training (gradient norms, activations)
+        weights_start.safetensors   the weights before the first step, for the report's histograms
+        report.html        self-contained report, with its figures as PNG files in report/
 """
 
 import json
@@ -30,6 +33,10 @@ class RunDir:
     checkpoint_path = property(lambda self: self.path / "checkpoint.pt")
     weights_path = property(lambda self: self.path / "model.safetensors")
     summary_path = property(lambda self: self.path / "summary.json")
+    stats_path = property(lambda self: self.path / "stats.json")
+    start_weights_path = property(lambda self: self.path / "weights_start.safetensors")
+    report_path = property(lambda self: self.path / "report.html")
+    report_dir = property(lambda self: self.path / "report")
 
     @classmethod
     def create(cls, output_dir: Path, recipe: str) -> "RunDir":
