@@ -64,7 +64,13 @@ class DataConfig:
                                      "(default: keep the size, which every image must then share)")
     channels: int | None = _option(None, "folder: convert images to 1 (grayscale) or 3 (RGB) channels "
                                    "(default: 1 if every training image is grayscale, else 3)")
-    memory_budget_mb: int = _option(2048, "folder: largest size in MiB of the decoded images held in memory")
+    memory_budget_mb: int = _option(2048, "folder: largest size in MiB of the decoded images held in memory; "
+                                    "a larger split is decoded from disk batch by batch")
+    crop: bool = _option(False, "folder segmentation: train on random image_size x image_size crops at the stored "
+                         "scale (padded where an image is smaller) instead of resizing; validation and test "
+                         "images keep their own size")
+    num_workers: int | None = _option(None, "folder: processes that decode images read from disk batch by batch "
+                                      "(default: min(2, CPU count); 0 decodes in the training process)")
 
 
 @dataclass(frozen=True)
@@ -91,9 +97,18 @@ class TrainConfig:
     epochs: int = _option(15, "number of passes over the training set")
     seed: int = _option(0, "seed for weight initialization, shuffling, dropout and augmentation")
     device: str = _option("auto", "device: auto, cpu, cuda or mps")
+    precision: str = _option("fp32", "floating-point precision of the forward pass: fp32, bf16 (autocast) or fp16 "
+                             "(autocast with gradient scaling, GPU only)")
+    compile: bool = _option(False, "compile the model with torch.compile (the first batches of each shape are slow)")
+    deterministic: bool = _option(False, "use only deterministic GPU kernels, cuDNN autotuning off (slower; CPU runs "
+                                  "are deterministic without it)")
     threads: int | None = _option(None, "CPU threads (default: chosen from model size and batch size)")
     eval_batch_size: int = _option(1000, "samples per batch during evaluation")
     output_dir: str = _option("runs", "folder under which run directories are created")
+    stats_every: int = _option(10, "record layer statistics (gradient norms, activations) every K training steps")
+    report: bool = _option(True, "write report.html and its figures into the run directory after training")
+    tensorboard: bool = _option(False, "also log scalars, histograms and images for TensorBoard into "
+                                "RUN_DIR/tensorboard (needs the tensorboard package)")
 
 
 @dataclass(frozen=True)

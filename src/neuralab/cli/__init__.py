@@ -4,15 +4,16 @@ import argparse
 import logging
 import sys
 
-from neuralab.cli import data, evaluate, listing, plot, train
+from neuralab.cli import compare, data, evaluate, export, inspection, listing, plot, predict, report, train
 from neuralab.data.idx import DataFileError
+from neuralab.inspect.tensorboard import OptionalDependencyError
 from neuralab.training.checkpoint import CheckpointError
 
-COMMANDS = (train, evaluate, listing, plot, data)
+COMMANDS = (train, evaluate, predict, export, listing, plot, report, inspection, compare, data)
 
 # Errors that mean "bad input": one line naming the value and the fix, exit status 2.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, DataFileError,
-               CheckpointError)
+               CheckpointError, OptionalDependencyError)
 
 
 def build_parser() -> argparse.ArgumentParser:

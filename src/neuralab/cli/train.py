@@ -1,11 +1,14 @@
 """`neuralab train`: resolve a configuration, train, checkpoint every epoch and print the test numbers."""
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import shlex
 import signal
 import sys
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,10 @@ import yaml
 
 from neuralab.cli.progress import ConsoleReporter
 from neuralab.config import DEFAULT_RECIPE, SECTIONS, RunConfig, load_recipe, load_yaml, merge, to_yaml
+from neuralab.inspect.recorded_fit import fit_recorded
+from neuralab.inspect.report import write_report
+from neuralab.inspect.tensorboard import summary_writer_class
+from neuralab.training import distributed
 from neuralab.training import session as sessions
 from neuralab.training.checkpoint import load_checkpoint
 from neuralab.training.engine import NonFiniteLossError
@@ -35,10 +42,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "and summary.",
     )
     parser.add_argument("recipe", nargs="?", help=f"recipe name, see `neuralab list recipes` (default: {DEFAULT_RECIPE})")
-    parser.add_argument("--config", type=Path, help="YAML file with sections model, data, optim, train")
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue the run in RUN_DIR from its last checkpoint; with --epochs N, to N epochs in all")
+    add_config_flags(parser)
+    parser.set_defaults(run=run)
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Add --config and one flag per configuration field; `flag_updates` reads them back."""
+    parser.add_argument("--config", type=Path, help="YAML file with sections model, data, optim, train")
     parser.add_argument("--model", dest="model.name", help="registered model name (see `neuralab list models`)")
     for key, (flag, help_text) in MODEL_FLAGS.items():
         parser.add_argument(flag, dest=f"model.options.{key}", help=help_text)
@@ -48,7 +61,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         if section == "model":
             continue
         _add_section_flags(parser, section, cls)
-    parser.set_defaults(run=run)
 
 
 def _add_section_flags(parser: argparse.ArgumentParser, section: str, cls: type) -> None:
@@ -114,17 +126,23 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         content.pop("recipe", None)  # a recipe named on the command line wins over the file's
     config = load_recipe(args.recipe or content.get("recipe") or DEFAULT_RECIPE)
     config = merge(config, content, source=str(args.config))
-    return merge(config, flag_updates(args), source="command line")
+    config = merge(config, flag_updates(args), source="command line")
+    if config.data.data_dir:
+        # Stored absolute, so that evaluate and resume find the data from any working directory.
+        absolute = str(Path(config.data.data_dir).expanduser().absolute())
+        config = merge(config, {"data": {"data_dir": absolute}}, source="command line")
+    return config
 
 
 def _resume_config(args: argparse.Namespace) -> RunConfig:
     updates = flag_updates(args)
-    allowed = {"train": {"epochs", "threads", "device"}}
+    allowed = {"train": {"epochs", "threads", "device", "compile", "report", "tensorboard"}}
     for section, values in updates.items():
         extra = set(values) - allowed.get(section, set())
         if extra:
-            raise ValueError(f"--resume continues a run with its saved configuration; only --epochs, --threads "
-                             f"and --device may change, got {', '.join(sorted(extra))}")
+            raise ValueError("--resume continues a run with its saved configuration; only --epochs, --threads, "
+                             "--device, --compile, --report and --tensorboard may change, "
+                             f"got {', '.join(sorted(extra))}")
     if args.recipe or args.config:
         raise ValueError("--resume takes its recipe and configuration from the run directory; "
                          "drop the recipe name and --config")
@@ -133,47 +151,107 @@ def _resume_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = resolve_config(args)
+    """Train in this process; under torchrun, as one rank of several, of which only rank 0 prints and writes."""
+    context = distributed.from_environment()
+    try:
+        with _quiet_unless_main(context), distributed.process_group(context):
+            try:
+                # The session lives in _run's frame only, so it is freed before the process group is destroyed.
+                return _run(args, context)
+            except _user_errors():
+                if context.enabled:
+                    # Every rank stops on the same error. torchrun sends SIGTERM to the others as soon as the
+                    # first one exits, so ignoring it lets each rank finish its exit with status 2.
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                raise
+    except _user_errors():
+        if context.is_main:
+            raise  # the command prints the error and exits with status 2
+        return 2
+
+
+def _run(args: argparse.Namespace, context: distributed.DistributedContext) -> int:
+    # Under torchrun every rank resolves and checks the same configuration, and an error stops all ranks together.
+    config = distributed.run_on_every_rank(lambda: resolve_config(args), context)
     if args.print_config:
         print(to_yaml(config), end="")
         return 0
-    session = sessions.prepare(config)
+    session = distributed.run_on_every_rank(lambda: _prepare(args, config, context), context)
     if args.resume is not None:
         run_dir = RunDir.open(args.resume)
-        sessions.restore(session, run_dir)
         finished = run_dir.weights_path.is_file() and run_dir.summary_path.is_file()
         if session.start_epoch > config.train.epochs or (session.start_epoch == config.train.epochs and finished):
             print(f"{run_dir.path}: already trained for {session.start_epoch} epochs; "
                   f"pass --epochs N with N > {session.start_epoch} to train further")
             return 0
-        run_dir.write_config(config)
+        if context.is_main:
+            run_dir.write_config(config)
         print(f"resuming {run_dir.path} at epoch {session.start_epoch + 1} of {config.train.epochs}")
     else:
-        run_dir = RunDir.create(Path(config.train.output_dir), config.recipe)
-        run_dir.write_config(config)
+        run_dir = distributed.run_on_main(lambda: _create_run_dir(config), context)
+        processes = f" in each of {context.world_size} processes" if context.enabled else ""
         print(f"training {config.recipe} ({config.model.name}) on {config.data.dataset}: "
               f"{len(session.data.train)} training, {len(session.data.val or [])} validation, "
-              f"{len(session.test or [])} test images; {session.threads} thread(s) on {session.device}; run {run_dir.path}")
+              f"{len(session.test or [])} test images; {session.threads} thread(s) on {session.device}{processes}; "
+              f"run {run_dir.path}")
     return _train(session, run_dir)
 
 
+def _prepare(args: argparse.Namespace, config: RunConfig, context: distributed.DistributedContext) -> sessions.Session:
+    """Build the session, and restore the checkpoint when resuming. Write nothing."""
+    session = sessions.prepare(config, context)
+    if config.train.tensorboard:
+        summary_writer_class()  # raises before the run directory is created when tensorboard is missing
+    if args.resume is not None:
+        sessions.restore(session, RunDir.open(args.resume))
+    return session
+
+
+def _create_run_dir(config: RunConfig) -> RunDir:
+    run_dir = RunDir.create(Path(config.train.output_dir), config.recipe)
+    run_dir.write_config(config)
+    return run_dir
+
+
+@contextlib.contextmanager
+def _quiet_unless_main(context: distributed.DistributedContext) -> Iterator[None]:
+    """Discard standard output on every rank but 0, so a distributed run prints each line once."""
+    if context.is_main:
+        yield
+        return
+    with open(os.devnull, "w", encoding="utf-8") as devnull, contextlib.redirect_stdout(devnull):
+        yield
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from neuralab.cli import USER_ERRORS  # imported here: neuralab.cli imports this module
+
+    return USER_ERRORS
+
+
 def _train(session: sessions.Session, run_dir: RunDir) -> int:
-    reporter = ConsoleReporter(session.config.train.epochs)
+    is_main = session.context.is_main
+    reporter = ConsoleReporter(session.config.train.epochs, bar=None if is_main else False)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        summary = sessions.fit(session, run_dir, reporter)
+        summary = fit_recorded(session, run_dir, reporter)
     except KeyboardInterrupt:
         reporter.close()
-        _print_interrupted(run_dir)
+        if is_main:
+            _print_interrupted(run_dir)
         return 130
     except (NonFiniteLossError, FloatingPointError) as error:
         reporter.close()
-        print(f"neuralab train: error: {error}", file=sys.stderr)
+        if is_main:
+            print(f"neuralab train: error: {error}", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"{_test_result(summary)} after {summary['epochs']} epochs, "
+    epochs = "1 epoch" if summary["epochs"] == 1 else f"{summary['epochs']} epochs"
+    print(f"{_test_result(summary)} after {epochs}, "
           f"{summary['train_seconds']:.1f}s of training; run saved to {run_dir.path}")
+    if session.config.train.report and is_main:
+        print(f"report: {write_report(run_dir.path)}")
     return 0
 
 

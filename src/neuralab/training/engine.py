@@ -72,13 +72,50 @@ def _sum_across_ranks(values: Tensor) -> Tensor:
     return values
 
 
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _global_batch_sizes(loader: Iterable[tuple[Tensor, Tensor]]) -> list[int] | None:
+    """Return each step's batch size summed over ranks, when the loader provides them for this world size."""
+    sizes = getattr(loader, "global_batch_sizes", None)
+    if _world_size() == 1 or sizes is None or getattr(loader, "world_size", 1) != _world_size():
+        return None
+    return sizes()
+
+
+def _rank_loss_weight(local_samples: int, global_samples: int | None) -> float:
+    """Return the weight of this rank's mean loss that makes DDP's gradient the mean over the global batch.
+
+    DDP averages gradients over ranks, which counts every rank's mean equally. Weighting rank r's
+    mean by n_r * world_size / N, with n_r its samples and N the global batch, gives the gradient
+    of one process over all N samples. Ranks with equal shares get exactly 1. Without
+    `global_samples`, the ranks add up their counts, which costs one collective per step.
+    """
+    world_size = _world_size()
+    if world_size == 1:
+        return 1.0
+    if global_samples is None:
+        global_samples = int(_sum_across_ranks(torch.tensor([local_samples], dtype=torch.int64)).item())
+    return local_samples * world_size / global_samples
+
+
 class Trainer:
     """Trains a model with a loss, optimizer and per-step scheduler."""
 
     def __init__(self, model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
                  scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device,
-                 ignore_index: int | None = None, binary_threshold: float = 0.0, channels_last: bool = False) -> None:
+                 ignore_index: int | None = None, binary_threshold: float = 0.0, channels_last: bool = False,
+                 autocast_dtype: torch.dtype | None = None, scaler: torch.amp.GradScaler | None = None,
+                 eval_model: nn.Module | None = None) -> None:
         self.model = model
+        # Under DDP, `model` is the DistributedDataParallel wrapper and `eval_model` the module inside it,
+        # because evaluation needs no gradient synchronization between ranks.
+        self.eval_model = model if eval_model is None else eval_model
+        # Forward passes run under autocast in this dtype (bf16 or fp16); None trains in fp32.
+        self.autocast_dtype = autocast_dtype
+        # Scales fp16 losses up before backward, so small gradients do not underflow to zero.
+        self.scaler = scaler
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.scheduler = scheduler
@@ -108,15 +145,17 @@ class Trainer:
         """Run one epoch; return (mean loss, accuracy, samples seen by all ranks, seconds)."""
         self.model.train()
         loss_sum, samples, correct, counted = 0.0, 0, 0, 0  # Python floats sum in float64
+        global_sizes = _global_batch_sizes(loader)
         started = time.perf_counter()
         for step, (images, targets) in enumerate(loader, start=1):
             images, targets = self._to_device(images, targets)
 
             self.optimizer.zero_grad(set_to_none=True)
-            outputs = self.model(images)
-            loss = self.loss_fn(outputs, targets)
-            loss.backward()
-            self.optimizer.step()
+            with self._autocast():
+                outputs = self.model(images)
+            loss = self._loss(outputs, targets)
+            global_samples = global_sizes[step - 1] if global_sizes is not None else None
+            self._backward_and_step(loss * _rank_loss_weight(len(images), global_samples))
             self.scheduler.step()
 
             loss_value = loss.item()
@@ -141,24 +180,45 @@ class Trainer:
 
         `confusion`, if given, is updated with every batch's predicted and true classes.
         """
-        was_training = self.model.training
-        self.model.eval()
+        was_training = self.eval_model.training
+        self.eval_model.eval()
         totals = torch.zeros(4, dtype=torch.float64)
         try:
             for images, targets in loader:
+                if len(images) == 0:  # this rank's share of a batch smaller than the number of ranks
+                    continue
                 images, targets = self._to_device(images, targets)
-                outputs = self.model(images)
-                loss = self.loss_fn(outputs, targets)
+                with self._autocast():
+                    outputs = self.eval_model(images)
+                loss = self.loss_fn(outputs.float(), targets)
                 correct, counted = self._correct(outputs, targets)
                 totals += torch.tensor([loss.item() * len(images), len(images), correct.item(), counted.item()],
                                        dtype=torch.float64)
                 if confusion is not None:
                     confusion.update(self.classes_of(outputs).cpu(), targets.cpu())
         finally:
-            self.model.train(was_training)
+            self.eval_model.train(was_training)
         loss_sum, samples, correct, counted = _sum_across_ranks(totals).tolist()
         # The registered losses are never negative; clamping hides only rounding below zero.
         return EvalResult(max(loss_sum / max(samples, 1), 0.0), correct / max(counted, 1), int(samples))
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def _loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """Return the loss in fp32. A rank's empty share of a batch gives a zero loss that still reaches every weight."""
+        if len(targets) == 0:
+            return outputs.sum() * 0.0  # DDP waits for a gradient of every parameter on every rank
+        return self.loss_fn(outputs.float(), targets)
+
+    def _backward_and_step(self, loss: Tensor) -> None:
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)  # skips the step when a scaled gradient overflowed
+        self.scaler.update()
 
     def classes_of(self, outputs: Tensor) -> Tensor:
         """Return class indices: the arg-max over dim 1, or the binary threshold for one output column."""

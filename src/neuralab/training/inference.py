@@ -7,8 +7,7 @@ from typing import Any
 from torch import nn
 
 from neuralab.config import RunConfig
-from neuralab.data.batches import BatchLoader
-from neuralab.data.prepare import prepare_test_data
+from neuralab.data.prepare import build_loader, prepare_test_data
 from neuralab.models import build_model
 from neuralab.nn import build_loss
 from neuralab.training.checkpoint import CheckpointError, load_weights
@@ -54,7 +53,7 @@ def evaluate_run(run_dir: Path, data_dir: Path | None = None) -> dict[str, Any]:
     trainer = Trainer(model, build_loss(config.train.loss, metadata["head"]), None, None, device,
                       ignore_index=ignore_index,
                       binary_threshold=0.5 if metadata["head"] in ("sigmoid", "softmax") else 0.0)
-    loader = BatchLoader(test.images, test.targets, config.train.eval_batch_size, shuffle=False)
+    loader = build_loader(test, config.train.eval_batch_size, shuffle=False)
     if metadata["task"] == "segmentation":
         return evaluate_segmenter(trainer, loader, metadata["classes"], ignore_index)
     return evaluate_classifier(trainer, loader, metadata["classes"])

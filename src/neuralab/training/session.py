@@ -18,11 +18,26 @@ from torch import nn
 from neuralab.config import RunConfig, to_dict
 from neuralab.data.augment import build_augment
 from neuralab.data.batches import BatchLoader
-from neuralab.data.prepare import PreparedData, Split, prepare_test_data, prepare_training_data
+from neuralab.data.prepare import PreparedData, Split, build_loader, prepare_test_data, prepare_training_data
+from neuralab.data.streaming import StreamedSplit, StreamLoader
 from neuralab.models import build_model
 from neuralab.nn import build_loss, build_optimizer, build_scheduler
 from neuralab.training.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from neuralab.training.devices import choose_threads, resolve_device
+from neuralab.training.devices import (
+    autocast_dtype,
+    build_grad_scaler,
+    choose_threads,
+    compile_model,
+    resolve_device,
+    set_deterministic,
+)
+from neuralab.training.distributed import (
+    SINGLE_PROCESS,
+    DistributedContext,
+    process_device,
+    sync_batch_norm,
+    wrap_model,
+)
 from neuralab.training.engine import EpochResult, Reporter, Trainer
 from neuralab.training.evaluation import evaluate_classifier, evaluate_segmenter
 from neuralab.training.runs import RunDir
@@ -40,24 +55,31 @@ class Session:
 
     config: RunConfig
     data: PreparedData
-    test: Split | None  # None when the data set has no test split (a folder without test/)
+    test: Split | StreamedSplit | None  # None when the data set has no test split (a folder without test/)
     model: nn.Module
     trainer: Trainer
-    train_loader: BatchLoader
-    val_loader: BatchLoader | None
+    train_loader: BatchLoader | StreamLoader
+    val_loader: BatchLoader | StreamLoader | None
     generator: torch.Generator
     threads: int
     device: torch.device
     start_epoch: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    context: DistributedContext = SINGLE_PROCESS  # this process's rank under torchrun
 
 
-def prepare(config: RunConfig) -> Session:
-    """Build everything `config` names; raise ValueError or FileNotFoundError on any bad value or file."""
+def prepare(config: RunConfig, context: DistributedContext = SINGLE_PROCESS) -> Session:
+    """Build everything `config` names; raise ValueError or FileNotFoundError on any bad value or file.
+
+    Under torchrun, `context` gives this process's rank: it trains on its share of every batch,
+    and `batch_size` and `eval_batch_size` count the samples of one process.
+    """
     train_config, optim_config = config.train, config.optim
     _check_positive(batch_size=train_config.batch_size, epochs=train_config.epochs,
                     eval_batch_size=train_config.eval_batch_size)
-    device = resolve_device(train_config.device)
+    device = process_device(context, resolve_device(train_config.device))
+    precision_dtype = autocast_dtype(train_config.precision, device)
+    set_deterministic(train_config.deterministic, device)
     data = prepare_training_data(config.data)
     test = prepare_test_data(config.data, data.classes, data.in_shape)
 
@@ -65,32 +87,55 @@ def prepare(config: RunConfig) -> Session:
     model = build_model(config.model.name, data.in_shape, len(data.classes), **config.model.options)
     _check_task(config, model, data)
     loss_fn = build_loss(train_config.loss, model.head)
-    _check_loss_skips_ignored(loss_fn, train_config.loss, data.ignore_index, [data.train, data.val, test])
+    _check_loss_skips_ignored(loss_fn, train_config.loss, data.ignore_index, [data.train, data.val, test],
+                              augmented=config.data.augment != "none")
     threads = train_config.threads
     if threads is None:
-        threads = choose_threads(model, data.in_shape, train_config.batch_size)
+        threads = choose_threads(model, data.in_shape, train_config.batch_size, processes=context.local_world_size)
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
     channels_last = any(isinstance(module, nn.Conv2d) for module in model.modules())
     model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    model = sync_batch_norm(model, context, device)
+    # NOTE: under torchrun every rank seeds torch's global generator alike, so the ranks draw the
+    # same dropout masks for the different samples of their shares.
 
     generator = torch.Generator().manual_seed(train_config.seed)
-    augment = build_augment(config.data.augment, fill=data.background, max_shift=config.data.max_shift)
-    train_loader = BatchLoader(data.train.images, data.train.targets, train_config.batch_size,
-                               shuffle=True, generator=generator, augment=augment)
-    val_loader = None
-    if data.val is not None:
-        val_loader = BatchLoader(data.val.images, data.val.targets, train_config.eval_batch_size, shuffle=False)
+    train_loader, val_loader = _build_loaders(config, data, generator, context)
 
     optimizer = build_optimizer(optim_config.optimizer, model.parameters(), lr=optim_config.lr,
                                 momentum=optim_config.momentum, nesterov=optim_config.nesterov,
                                 weight_decay=optim_config.weight_decay, fused=device.type in ("cpu", "cuda"))
     scheduler = _build_scheduler(config, optimizer, len(train_loader), train_config.epochs)
-    trainer = Trainer(model, loss_fn, optimizer, scheduler, device, ignore_index=data.ignore_index,
+    eval_model = compile_model(model) if train_config.compile else model
+    trainer = Trainer(wrap_model(eval_model, context, device), loss_fn, optimizer, scheduler, device,
+                      ignore_index=data.ignore_index,
                       binary_threshold=0.5 if model.head in ("sigmoid", "softmax") else 0.0,
-                      channels_last=channels_last)
-    return Session(config, data, test, model, trainer, train_loader, val_loader, generator, threads, device)
+                      channels_last=channels_last, autocast_dtype=precision_dtype,
+                      scaler=build_grad_scaler(train_config.precision, device), eval_model=eval_model)
+    # `model` stays the plain module, so checkpoints never carry DDP's "module." or torch.compile's
+    # "_orig_mod." key prefixes.
+    return Session(config, data, test, model, trainer, train_loader, val_loader, generator, threads, device,
+                   context=context)
+
+
+def _build_loaders(config: RunConfig, data: PreparedData, generator: torch.Generator,
+                   context: DistributedContext) -> tuple[BatchLoader | StreamLoader, BatchLoader | StreamLoader | None]:
+    """Return the (training, validation) loaders, each yielding this rank's share of every batch.
+
+    Every rank shuffles and augments with the same seeded generator, so all ranks cut the same
+    global batches.
+    """
+    augment = build_augment(config.data.augment, fill=data.background, max_shift=config.data.max_shift,
+                            mask_fill=data.mask_fill)
+    train_loader = build_loader(data.train, config.train.batch_size, shuffle=True, generator=generator,
+                                augment=augment, rank=context.rank, world_size=context.world_size)
+    if data.val is None:
+        return train_loader, None
+    val_loader = build_loader(data.val, config.train.eval_batch_size, shuffle=False,
+                              rank=context.rank, world_size=context.world_size)
+    return train_loader, val_loader
 
 
 def _check_task(config: RunConfig, model: nn.Module, data: PreparedData) -> None:
@@ -101,11 +146,15 @@ def _check_task(config: RunConfig, model: nn.Module, data: PreparedData) -> None
 
 
 def _check_loss_skips_ignored(loss_fn: nn.Module, name: str, ignore_index: int | None,
-                              splits: list[Split | None]) -> None:
+                              splits: list[Split | StreamedSplit | None], augmented: bool) -> None:
     """Raise ValueError when targets contain `ignore_index` but the loss would read it as a class."""
     if ignore_index is None or getattr(loss_fn, "ignore_index", None) == ignore_index:
         return
-    if any(split is not None and bool((split.targets == ignore_index).any()) for split in splits):
+    if augmented:
+        raise ValueError(f"augmentation labels the mask pixels it shifts in from outside an image with the ignore "
+                         f"value {ignore_index}, but loss {name!r} cannot skip them; use --loss cross_entropy_dice "
+                         "or --loss dice, or --augment none")
+    if any(split is not None and split.contains_target(ignore_index) for split in splits):
         raise ValueError(f"the masks mark pixels to ignore with value {ignore_index}, but loss {name!r} cannot skip "
                          "them; use --loss cross_entropy_dice or --loss dice")
 
@@ -142,6 +191,8 @@ def restore(session: Session, run: RunDir) -> None:
                                              session.config.train.epochs - state["epoch"])
     else:
         trainer.scheduler.load_state_dict(state["scheduler"])
+    if trainer.scaler is not None and "scaler" in state:
+        trainer.scaler.load_state_dict(state["scaler"])
     session.generator.set_state(state["rng"]["data"])
     torch.set_rng_state(state["rng"]["torch"])
     if "cuda" in state["rng"] and torch.cuda.is_available():
@@ -152,7 +203,7 @@ def restore(session: Session, run: RunDir) -> None:
 
 def _checkpoint_state(session: Session, epoch: int) -> dict[str, Any]:
     trainer = session.trainer
-    return {
+    state = {
         "format": "neuralab-checkpoint",
         "epoch": epoch,
         "config": to_dict(session.config),
@@ -162,6 +213,9 @@ def _checkpoint_state(session: Session, epoch: int) -> dict[str, Any]:
         "rng": _rng_states(session),
         "history": session.history,
     }
+    if trainer.scaler is not None:
+        state["scaler"] = trainer.scaler.state_dict()
+    return state
 
 
 def _rng_states(session: Session) -> dict[str, Any]:
@@ -208,12 +262,14 @@ def fit(session: Session, run: RunDir, reporter: Reporter | None = None) -> dict
                              samples / seconds if seconds > 0 else math.inf)
         session.history.append(dataclasses.asdict(result))
         _check_finite_weights(session.model, epoch)
-        save_checkpoint(run.checkpoint_path, _checkpoint_state(session, epoch))
-        run.write_metrics(session.history)
+        if session.context.is_main:  # every rank has the same weights, so rank 0 alone writes them
+            save_checkpoint(run.checkpoint_path, _checkpoint_state(session, epoch))
+            run.write_metrics(session.history)
         if reporter is not None:
             reporter.epoch_done(result)
 
-    save_weights(run.weights_path, session.model, weights_metadata(session))
+    if session.context.is_main:
+        save_weights(run.weights_path, session.model, weights_metadata(session))
     return finish(session, run)
 
 
@@ -232,7 +288,8 @@ def finish(session: Session, run: RunDir) -> dict[str, Any]:
         **metrics,
         "test_seconds": time.perf_counter() - started,
     }
-    run.write_summary(summary)
+    if session.context.is_main:
+        run.write_summary(summary)
     return summary
 
 
@@ -242,8 +299,8 @@ def _test_metrics(session: Session) -> dict[str, Any]:
     if session.test is None:
         return {"task": data.task, "test_samples": 0,
                 "test_note": f"no test split: {session.config.data.data_dir} has no test/ sub-folder"}
-    loader = BatchLoader(session.test.images, session.test.targets, session.config.train.eval_batch_size,
-                         shuffle=False)
+    loader = build_loader(session.test, session.config.train.eval_batch_size, shuffle=False,
+                          rank=session.context.rank, world_size=session.context.world_size)
     if data.task == "segmentation":
         return evaluate_segmenter(session.trainer, loader, data.classes, data.ignore_index)
     return evaluate_classifier(session.trainer, loader, data.classes)
