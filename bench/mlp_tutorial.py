@@ -1,48 +1,35 @@
 """MLP benchmark: neuralab's mnist-mlp-tutorial against the classic tutorial's own pipeline.
 
 Both sides train 784-128-64-10 (ReLU, log-softmax, NLL, Adam lr 0.003, batch 64) on one
-thread in the same process, one after the other. The tutorial side is torchvision's
+thread, each in its own process, one after the other. The tutorial side is torchvision's
 `datasets.MNIST` with `ToTensor` and `Normalize((0.5,), (0.5,))` behind
 `DataLoader(batch_size=64, shuffle=True)`. Reported: seconds per 10,000 training samples
 (median over the epochs), their ratio, test accuracy of each, the compute floor (the
 model's training FLOPs at the measured single-thread matmul rate), and the training time
-and accuracy of the default recipe mnist-mlp. Results: BENCHMARKS.md.
+and accuracy of the default recipe mnist-mlp, and the peak resident memory of each process. Results: BENCHMARKS.md.
 
     python bench/mlp_tutorial.py [--epochs 15] [--json bench/results/mlp.json]
 """
 
 import argparse
-import gzip
 import json
-import platform
-import shutil
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-import torchvision
+from common import finish_side, machine, run_side, tutorial_layout
 from torch import nn
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from neuralab.config import load_recipe, merge
 from neuralab.data.batches import BatchLoader
-from neuralab.data.sources import EMBEDDED_MNIST
 from neuralab.training import session as sessions
 from neuralab.training.devices import count_macs
 
 SAMPLES_PER_UNIT = 10_000
-
-
-def tutorial_layout(root: Path) -> None:
-    """Lay out the embedded MNIST the way torchvision's MNIST reader expects: gunzipped in MNIST/raw/."""
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for source in EMBEDDED_MNIST.glob("*.gz"):
-        with gzip.open(source, "rb") as compressed, open(raw / source.stem, "wb") as target:
-            shutil.copyfileobj(compressed, target)
 
 
 def tutorial_model() -> nn.Module:
@@ -110,25 +97,40 @@ def per_unit(result: dict) -> float:
     return statistics.median(result["epoch_seconds"]) / result["samples"] * SAMPLES_PER_UNIT
 
 
+def run_tutorial_side(epochs: int, seed: int) -> dict:
+    """Run the tutorial side on a temporary copy of MNIST in torchvision's layout."""
+    with tempfile.TemporaryDirectory() as root:
+        tutorial_layout(Path(root))
+        return run_tutorial(Path(root), epochs, seed)
+
+
+# Each side runs in its own process; "mnist-mlp" trains the default recipe for its own epochs.
+SIDES = {
+    "tutorial": run_tutorial_side,
+    "mnist-mlp-tutorial": lambda epochs, seed: run_neuralab("mnist-mlp-tutorial", epochs, seed),
+    "mnist-mlp": lambda epochs, seed: run_neuralab("mnist-mlp", None, seed),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=15, help="epochs per side (default: 15, the tutorial's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--side", choices=sorted(SIDES), help=argparse.SUPPRESS)  # set in the child processes
     parser.add_argument("--json", type=Path, default=Path("bench/results/mlp.json"), help="where to write results")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.side:
+        finish_side(SIDES[args.side](args.epochs, args.seed))
+        return
 
-    with tempfile.TemporaryDirectory() as root:
-        tutorial_layout(Path(root))
-        tutorial = run_tutorial(Path(root), args.epochs, args.seed)
-    ours = run_neuralab("mnist-mlp-tutorial", args.epochs, args.seed)
-    default = run_neuralab("mnist-mlp", None, args.seed)
+    options = ["--epochs", str(args.epochs), "--seed", str(args.seed)]
+    tutorial, ours, default = (run_side(__file__, side, options) for side in SIDES)
     gflops = matmul_gflops()
     floor = 6 * ours["macs_per_sample"] * ours["samples"] / (gflops * 1e9)
 
     results = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "threads": 1, "torch": torch.__version__, "torchvision": torchvision.__version__},
+        "machine": machine(threads=1),
         "epochs": args.epochs,
         "tutorial_s_per_10k": per_unit(tutorial),
         "neuralab_s_per_10k": per_unit(ours),
@@ -142,16 +144,18 @@ def main() -> None:
         "mnist_mlp_train_s": sum(default["epoch_seconds"]),
         "mnist_mlp_tutorial_train_s": sum(ours["epoch_seconds"]),
         "mnist_mlp_test_accuracy": default["test_accuracy"],
+        "peak_rss_mb": {"tutorial": tutorial["peak_rss_mb"], "mnist-mlp-tutorial": ours["peak_rss_mb"],
+                        "mnist-mlp": default["peak_rss_mb"]},
         "raw": {"tutorial": tutorial, "mnist-mlp-tutorial": ours, "mnist-mlp": default},
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
 
-    print(f"{'pipeline':<34}{'s / 10k samples':>16}{'test acc':>10}")
+    print(f"{'pipeline':<34}{'s / 10k samples':>16}{'test acc':>10}{'peak RSS':>11}")
     print(f"{'tutorial (DataLoader, ToTensor)':<34}{results['tutorial_s_per_10k']:>16.3f}"
-          f"{100 * tutorial['test_accuracy']:>9.2f}%")
+          f"{100 * tutorial['test_accuracy']:>9.2f}%{tutorial['peak_rss_mb']:>8.0f} MB")
     print(f"{'neuralab mnist-mlp-tutorial':<34}{results['neuralab_s_per_10k']:>16.3f}"
-          f"{100 * ours['test_accuracy']:>9.2f}%")
+          f"{100 * ours['test_accuracy']:>9.2f}%{ours['peak_rss_mb']:>8.0f} MB")
     print(f"speed-up: {results['speedup']:.1f}x per training sample")
     print(f"compute floor: {gflops:.1f} GFLOP/s on 1 thread -> {floor:.2f} s per {ours['samples']}-sample epoch; "
           f"neuralab epoch {results['neuralab_epoch_s']:.2f} s ({results['percent_of_floor']:.0f}% of floor speed)")

@@ -19,9 +19,12 @@ TRAIN_FLAGS = ["--lr", "--epochs", "--batch-size", "--seed", "--device", "--thre
 
 
 def _tiny_args(data_dir: Path, output_dir: Path, *extra: str) -> list[str]:
-    """Return `train` arguments for 2 epochs of the tutorial recipe on 500 training and 100 validation images."""
-    return ["train", "mnist-mlp-tutorial", "--epochs", "2", "--val-size", "100", "--data-dir", str(data_dir),
-            "--output-dir", str(output_dir), *extra]
+    """Return `train` arguments for 2 epochs of the tutorial recipe on 500 training and 100 validation images.
+
+    The report has its own tests, so these runs skip it.
+    """
+    return ["train", "mnist-mlp-tutorial", "--epochs", "2", "--val-size", "100", "--no-report",
+            "--data-dir", str(data_dir), "--output-dir", str(output_dir), *extra]
 
 
 def _only_run_dir(output_dir: Path) -> Path:
@@ -350,3 +353,13 @@ def test_train_help_lists_flags(capsys):
     assert exit_info.value.code == 0
     for flag in TRAIN_FLAGS:
         assert flag in out, f"{flag} missing from `neuralab train --help`"
+
+
+def test_relative_data_dir_stored_absolute(mnist_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(mnist_dir.parent)
+
+    status = main(_tiny_args(Path(mnist_dir.name), tmp_path / "runs", "--print-config"))
+
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert status == 0
+    assert config["data"]["data_dir"] == str(mnist_dir.absolute())
