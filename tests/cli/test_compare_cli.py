@@ -123,3 +123,23 @@ def test_bad_value_fails_before_training(capsys, tmp_path):
     assert status == 2
     assert "--vary lr=fast: optim.lr must be float, got 'fast'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_name_fails_before_training(mnist_dir, capsys, tmp_path):
+    status = main(["compare", "mnist-mlp", "--vary", "optimizer=sgd,bogus", "--val-size", "100",
+                   "--data-dir", str(mnist_dir), "--output-dir", str(tmp_path / "runs")])
+
+    captured = capsys.readouterr()
+    assert status == 2
+    assert "unknown optimizer 'bogus'" in captured.err
+    assert "train loss" not in captured.out
+    assert not (tmp_path / "runs").exists()
+
+
+def test_second_vary_rejected(capsys, tmp_path):
+    status = main(["compare", "mnist-mlp", "--vary", "optimizer=sgd,adam", "--vary", "lr=0.1,0.01",
+                   "--output-dir", str(tmp_path)])
+
+    assert status == 2
+    assert "compare varies one key at a time" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

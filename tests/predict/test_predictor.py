@@ -192,5 +192,5 @@ def test_wrong_input_type_raises_type_error(predictor):
 
 
 def test_top_k_must_be_positive(predictor, digits):
-    with pytest.raises(ValueError, match=r"top_k must be at least 1, got 0"):
+    with pytest.raises(ValueError, match=r"top_k \(--top-k\) must be at least 1, got 0"):
         predictor.predict(digits[0][0], top_k=0)

@@ -15,24 +15,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "so the varied key is the only difference. Every other flag applies to all variants. Writes "
         "OUTPUT_DIR/compare-RECIPE-KEY-<time>/ with one run directory per variant, curves.png and the table of "
         "final metrics, wall time and mean first-layer gradient norm over the first epoch (table.csv, table.md). "
-        "Variants write no report.html unless --report is given.",
+        "Variants write no report.html unless --report is given, and record layer statistics at every step "
+        "unless --stats-every is given, so that the gradient column averages the whole first epoch.",
     )
     parser.add_argument("recipe", help="recipe name, see `neuralab list recipes`")
-    parser.add_argument("--vary", required=True, metavar="KEY=V1,V2,...",
+    parser.add_argument("--vary", required=True, action="append", metavar="KEY=V1,V2,...",
                         help="the configuration key to vary and its values, e.g. optimizer=sgd,adam,rmsprop, "
                         "activation=relu,sigmoid or hidden_sizes=[64],[64,64]; a bare key names a field of any "
-                        "section or a model option, a full key looks like optim.lr")
+                        "section or a model option, a full key looks like optim.lr. One key per comparison.")
     add_config_flags(parser)
     parser.set_defaults(run=run, resume=None)
 
 
 def run(args: argparse.Namespace) -> int:
-    key, values = parse_vary(args.vary)
+    if len(args.vary) > 1:
+        raise ValueError(f"compare varies one key at a time, got --vary {' --vary '.join(args.vary)}; "
+                         "run one comparison per key")
+    key, values = parse_vary(args.vary[0])
     if getattr(args, "train.report") is None:
         setattr(args, "train.report", False)  # reports cost seconds per variant, so only --report requests them
+    if getattr(args, "train.stats_every") is None:
+        # Comparisons are short, and sampling every 10th step could leave the first epoch with one sample.
+        setattr(args, "train.stats_every", 1)
     config = resolve_config(args)
-    print(f"comparing {len(values)} variants of {config.recipe}, {key} = {', '.join(values)}; "
-          f"{config.train.epochs} epochs each, seed {config.train.seed}")
+    epochs = "1 epoch" if config.train.epochs == 1 else f"{config.train.epochs} epochs"
+    shared = f"seed {config.train.seed}" if key.endswith("epochs") else f"{epochs} each, seed {config.train.seed}"
+    print(f"comparing {len(values)} variants of {config.recipe}, {key} = {', '.join(values)}; {shared}")
 
     def reporter_for(variant: Variant, folder: Path) -> ConsoleReporter:
         print(f"\n{variant.label}: run {folder}")

@@ -32,7 +32,8 @@ def to_float_images(images: Tensor, mean: float, std: float) -> Tensor:
 def split_validation(count: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
     """Return (train indices, validation indices): a fixed random hold-out of `val_size` items."""
     if not 0 <= val_size < count:
-        raise ValueError(f"val_size must be in [0, {count}) for {count} training images, got {val_size}")
+        raise ValueError(f"val_size must be in [0, {count}) for {count} training images, got {val_size}; "
+                         f"pass --val-size with a smaller number, e.g. --val-size {count // 10}")
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     return order[val_size:].sort().values, order[:val_size].sort().values
 

@@ -240,6 +240,9 @@ def compare(base: RunConfig, key: str, values: list[str], output_dir: Path,
     Returns {"folder", "results", "headers", "rows", "figure", "csv", "markdown"}.
     """
     planned = variants(base, key, values)
+    for variant in planned:
+        # Every variant is built once before any trains, so a bad value stops the command before training starts.
+        sessions.prepare(variant.config)
     folder = None
     results = []
     for variant in planned:

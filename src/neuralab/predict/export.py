@@ -129,7 +129,9 @@ def export_run(run_dir: str | Path, format: str, output: str | Path | None = Non
     spec = input_spec(model, metadata)
     path = Path(output) if output is not None else run.path / f"model.{format}"
     if path.suffix != f".{format}":
-        raise ValueError(f"{path}: a {format} export must be named *.{format}; pass --output model.{format}")
+        article = "an" if format == "onnx" else "a"
+        raise ValueError(f"{path}: {article} {format.upper()} export must be named *.{format}; "
+                         f"pass --output {path.parent / ('model.' + format)}")
     example = _example_size(metadata, spec)
     program = export_program(model, spec, example)
     stored = export_metadata(metadata, spec, run.path, format)

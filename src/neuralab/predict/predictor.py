@@ -10,7 +10,7 @@ Every input goes through the same preprocessing as `neuralab predict` (see `neur
 
 import glob
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,7 +135,7 @@ class Predictor:
                      num_workers: int | None = None) -> Iterator[Result | Failure]:
         """Yield a result, or a Failure for an input that cannot be read, per input in order."""
         if top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}")
+            raise ValueError(f"top_k (--top-k) must be at least 1, got {top_k}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if self.task == "segmentation":
@@ -215,6 +215,8 @@ def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
         return list(images.unbind(0)) if images.dim() == 4 else [images]  # (N, C, H, W) -> N x (C, H, W)
     if isinstance(images, (str, Path, Image.Image)):
         return [images]
+    if not isinstance(images, Iterable):
+        raise TypeError(f"predict takes a path, a PIL image, a tensor or a list of them, got {type(images).__name__}")
     return list(images)
 
 
