@@ -6,6 +6,7 @@ size. Under torch.distributed, sums are added across ranks before dividing, so e
 rank reports what one process over the whole data would report.
 """
 
+import contextlib
 import logging
 import math
 import time
@@ -132,13 +133,13 @@ class Trainer:
             images = images.contiguous(memory_format=self.memory_format)
         return images, targets.to(self.device, non_blocking=True)
 
-    def _correct(self, outputs: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    def _correct(self, outputs: Tensor, targets: Tensor) -> tuple[int, int]:
         """Return (correct predictions, counted targets), skipping ignored targets."""
         predictions = self.classes_of(outputs)
         if self.ignore_index is None:
-            return (predictions == targets).sum(), torch.tensor(targets.numel())
+            return int((predictions == targets).sum()), targets.numel()
         valid = targets != self.ignore_index
-        return ((predictions == targets) & valid).sum(), valid.sum()
+        return int(((predictions == targets) & valid).sum()), int(valid.sum())
 
     def train_epoch(self, loader: Iterable[tuple[Tensor, Tensor]], epoch: int,
                     reporter: Reporter | None = None) -> tuple[float, float, int, float]:
@@ -155,7 +156,8 @@ class Trainer:
                 outputs = self.model(images)
             loss = self._loss(outputs, targets)
             global_samples = global_sizes[step - 1] if global_sizes is not None else None
-            self._backward_and_step(loss * _rank_loss_weight(len(images), global_samples))
+            weight = _rank_loss_weight(len(images), global_samples)
+            self._backward_and_step(loss if weight == 1.0 else loss * weight)
             self.scheduler.step()
 
             loss_value = loss.item()
@@ -164,8 +166,8 @@ class Trainer:
             batch_correct, batch_counted = self._correct(outputs.detach(), targets)
             loss_sum += loss_value * len(images)
             samples += len(images)
-            correct += int(batch_correct)
-            counted += int(batch_counted)
+            correct += batch_correct
+            counted += batch_counted
             if reporter is not None:
                 reporter.batch_done(step, loss_value)
         seconds = time.perf_counter() - started
@@ -192,7 +194,7 @@ class Trainer:
                     outputs = self.eval_model(images)
                 loss = self.loss_fn(outputs.float(), targets)
                 correct, counted = self._correct(outputs, targets)
-                totals += torch.tensor([loss.item() * len(images), len(images), correct.item(), counted.item()],
+                totals += torch.tensor([loss.item() * len(images), len(images), correct, counted],
                                        dtype=torch.float64)
                 if confusion is not None:
                     confusion.update(self.classes_of(outputs).cpu(), targets.cpu())
@@ -202,8 +204,10 @@ class Trainer:
         # The registered losses are never negative; clamping hides only rounding below zero.
         return EvalResult(max(loss_sum / max(samples, 1), 0.0), correct / max(counted, 1), int(samples))
 
-    def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()  # a disabled torch.autocast still costs microseconds per step
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     def _loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
         """Return the loss in fp32. A rank's empty share of a batch gives a zero loss that still reaches every weight."""
