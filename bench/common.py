@@ -24,10 +24,13 @@ def tutorial_layout(root: Path) -> None:
             shutil.copyfileobj(compressed, target)
 
 
-def machine(threads: int) -> dict:
-    """Return what the results were measured on."""
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "threads": threads, "torch": torch.__version__, "torchvision": torchvision.__version__}
+def machine(threads: int | None = None) -> dict:
+    """Return what the results were measured on, with the thread count when one applies to every side."""
+    record = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+              "torch": torch.__version__, "torchvision": torchvision.__version__}
+    if threads is not None:
+        record["threads"] = threads
+    return record
 
 
 def run_side(script: str, side: str, options: list[str]) -> dict:

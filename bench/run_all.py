@@ -1,4 +1,4 @@
-"""Run every benchmark, one after the other, then print one table of their ratios and peak memory.
+"""Run every benchmark, one after the other, then print one table of their ratios.
 
     python bench/run_all.py [--quick] [--predict-run RUN_DIR]
 
@@ -53,7 +53,7 @@ def main() -> None:
             "--json", str(RESULTS / "predict_folder.json"))
 
     names = ("mlp", "cnn", "unet", "predict_folder")
-    suite = {"machine": machine(threads=0), "quick": quick,
+    suite = {"machine": machine(), "quick": quick,
              "results": {name: json.loads((RESULTS / f"{name}.json").read_text()) for name in names}}
     (RESULTS / "suite.json").write_text(json.dumps(suite, indent=2) + "\n")
 
