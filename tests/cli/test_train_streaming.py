@@ -2,6 +2,7 @@
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,6 +10,8 @@ import yaml
 from PIL import Image
 
 from neuralab.cli import main
+from neuralab.data import streaming
+from neuralab.inspect import report
 
 # Metrics that measure time, so they differ between two otherwise identical runs.
 TIMING_KEYS = {"seconds", "samples_per_second", "train_seconds", "test_seconds"}
@@ -87,3 +90,22 @@ def test_augment_needs_loss_that_skips_ignore(folder, tmp_path, capsys):
     assert status != 0
     assert "augmentation labels the mask pixels it shifts in from outside an image with the ignore value 255, " \
            "but loss 'cross_entropy' cannot skip them" in error
+
+
+def test_report_of_streamed_run(folder, tmp_path, capsys):
+    base = [option for option in TINY_RUN if option != "--no-report"]
+
+    status = main([*base, "--data-dir", str(folder), "--memory-budget-mb", "0", "--output-dir", str(tmp_path / "runs")])
+
+    run_dir = next((tmp_path / "runs").iterdir())
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert status == 0
+    assert 'id="segmentation"' in html
+    assert "streamed from disk" not in html
+
+
+def test_report_skips_test_images_of_mixed_sizes():
+    split, note = report._in_memory(SimpleNamespace(mode=streaming.NATIVE))
+
+    assert split is None
+    assert "streamed from disk at their own sizes" in note

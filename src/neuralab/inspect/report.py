@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from neuralab.config import RunConfig, to_yaml
 from neuralab.data.batches import BatchLoader
-from neuralab.data.prepare import Split, prepare_test_data
+from neuralab.data.prepare import Split, build_loader, prepare_test_data
+from neuralab.data.streaming import FIXED, StreamedSplit
 from neuralab.inspect import evaluation_figures, training_figures
 from neuralab.inspect.figures import save_figure
 from neuralab.inspect.html_report import Section, preformatted_html, render_page
@@ -80,8 +81,22 @@ def read_run(run_dir: Path) -> RunContents:
                                 f"Resume it with `neuralab train --resume {run.path}`")
     start_state = _load_state(run.start_weights_path) if run.start_weights_path.is_file() else None
     test = prepare_test_data(config.data, tuple(metadata["classes"]), tuple(metadata["model"]["in_shape"]))
-    return RunContents(run, config, model, metadata, run.read_metrics(), run.read_summary(), read_stats(run),
+    summary = run.read_summary()
+    if isinstance(test, StreamedSplit):
+        test, note = _in_memory(test)
+        if note:
+            summary["test_note"] = note
+    return RunContents(run, config, model, metadata, run.read_metrics(), summary, read_stats(run),
                        _load_state(run.weights_path), start_state, test)
+
+
+def _in_memory(test: StreamedSplit) -> tuple[Split | None, str | None]:
+    """Decode a test split streamed from disk into memory, or return a note when its images differ in size."""
+    if test.mode != FIXED:
+        return None, ("The test images are streamed from disk at their own sizes, so the report leaves out the "
+                      "sections that need every test image; `neuralab evaluate` reports their metrics.")
+    batches = list(build_loader(test, PREDICTION_BATCH, shuffle=False))
+    return Split(torch.cat([images for images, _ in batches]), torch.cat([targets for _, targets in batches])), None
 
 
 def write_report(run_dir: Path) -> Path:
