@@ -6,8 +6,8 @@ from this checkout's src/, and MNIST ships inside it. When a recipe fails with c
 bf16, it is trained again without compilation, then in fp32, and the table shows which settings ran.
 The CNN checks the full test set after every epoch and stops at 99.0%. Evaluation time is
 excluded, and the first epoch of each recipe includes compilation. No epoch starts after
---budget-s seconds (default 540), which keeps the whole check near 10 minutes at most; data
-preparation and the epoch in progress come on top of it. It prints
+--budget-s seconds (default 540), so the whole check stays near 10 minutes. Data preparation
+and the epoch in progress come on top of that budget. It prints
 the versions and a table, and writes JSON. No GPU result is recorded yet: the script has run
 only with --dry-run on CPU (2 cores, PyTorch 2.14).
 

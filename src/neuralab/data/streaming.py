@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 from neuralab.data import folders
 from neuralab.data.batches import Augment, augment_share, shard_bounds, to_float_images
 
-# Modes of a streamed split, which say how its images are brought to one size.
+# Modes of a streamed split: how its images are brought to one size.
 FIXED = "fixed"  # resized to the spec's size, or required to have it when the spec does not resize
 CROP = "crop"  # a random crop of the spec's size at the stored scale, padded where the image is smaller
 NATIVE = "native"  # each image keeps its stored size, and a batch contains images of one size only

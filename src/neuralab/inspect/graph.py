@@ -87,16 +87,16 @@ def reached_parameters(nodes: list[GraphNode]) -> list[str]:
 def graph_text(nodes: list[GraphNode]) -> str:
     """Return the graph as an indented tree from the loss; a node reached a second time is referred back to."""
     lines: list[str] = []
-    shown: set[int] = set()
+    printed: set[int] = set()
     # Depth-first with an explicit stack: (node, indent, branch drawing, whether it is its parent's last child).
     stack = [(0, "", "", True)]
     while stack:
         index, prefix, branch, last = stack.pop()
         node = nodes[index]
-        if index in shown:
+        if index in printed:
             lines.append(f"{prefix}{branch}{node.label()} [#{index}, shown above]")
             continue
-        shown.add(index)
+        printed.add(index)
         lines.append(f"{prefix}{branch}{node.label()} [#{index}]")
         child_prefix = prefix
         if branch:  # the root has no branch, so its children start at the left margin
