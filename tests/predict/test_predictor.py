@@ -93,11 +93,18 @@ def test_batch_matches_one_at_a_time(predictor, digits, tmp_path):
 def test_worker_processes_match_in_process(predictor, digits, tmp_path):
     paths = _save_photos(tmp_path, digits, 6)
 
-    in_process = predictor.predict(paths, batch_size=4, num_workers=0)
-    in_workers = predictor.predict(paths, batch_size=4, num_workers=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        in_process = predictor.predict(paths, batch_size=4, num_workers=0)
+        in_workers = predictor.predict(paths, batch_size=4, num_workers=2)
+        threads_after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
 
     assert [result.top_k for result in in_workers] == [result.top_k for result in in_process]
     assert [result.steps for result in in_workers] == [result.steps for result in in_process]
+    assert threads_after == 2  # the model ran on one thread beside the workers, then the count was restored
 
 
 def test_folder_and_glob_expand_in_order(predictor, digits, tmp_path):

@@ -28,6 +28,7 @@ from neuralab.training.devices import (
     build_grad_scaler,
     choose_threads,
     compile_model,
+    memory_format,
     resolve_device,
     set_deterministic,
 )
@@ -95,8 +96,9 @@ def prepare(config: RunConfig, context: DistributedContext = SINGLE_PROCESS) -> 
     if threads < 1:
         raise ValueError(f"threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
-    channels_last = any(isinstance(module, nn.Conv2d) for module in model.modules())
-    model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    model_format = memory_format(model)
+    channels_last = model_format == torch.channels_last
+    model.to(device, memory_format=model_format)
     model = sync_batch_norm(model, context, device)
     # NOTE: under torchrun every rank seeds torch's global generator alike, so the ranks draw the
     # same dropout masks for the different samples of their shares.
