@@ -62,7 +62,8 @@ def test_json_matches_python_api(runs, photos, capsys):
         assert row["class"] == result.label
         assert [(entry["class"], entry["probability"]) for entry in row["top_k"]] == list(result.top_k)
         assert row["preprocessing"] == list(result.steps)
-        assert row["size"] == [84, 84]
+        assert row["height"] == 84
+        assert row["width"] == 84
 
 
 def test_csv_has_one_column_pair_per_rank(runs, photos, capsys):
@@ -116,6 +117,18 @@ def test_unreadable_file_is_named_and_others_predicted(runs, photos, tmp_path, c
     assert errors[0].startswith(f"neuralab predict: warning: {broken}: cannot read the image")
     assert errors[0].endswith("; skipped")
     assert errors[1] == "neuralab predict: 1 input(s) skipped, 2 predicted"
+
+
+def test_no_readable_file_prints_no_table(runs, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG truncated")
+
+    status = main(["predict", str(runs["mlp"]), str(broken)])
+
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out == ""
+    assert captured.err.strip().splitlines()[-1] == "neuralab predict: 1 input(s) skipped, 0 predicted"
 
 
 def test_folder_that_is_not_a_run_is_refused(runs, photos, tmp_path, capsys):

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _row(result: Classification | Segmentation, predictor: Predictor) -> dict[str, Any]:
-    row: dict[str, Any] = {"file": result.source, "size": list(result.size)}
+    height, width = result.size
+    row: dict[str, Any] = {"file": result.source, "height": height, "width": width}
     if isinstance(result, Classification):
         row.update({"class": result.label, "probability": result.probability,
                     "top_k": [{"class": name, "probability": value} for name, value in result.top_k]})
@@ -109,18 +110,20 @@ def print_csv(rows: list[dict[str, Any]], predictor: Predictor) -> None:
         writer.writerow(["file", "height", "width", *header, "preprocessing"])
         for row in rows:
             cells = [cell for entry in row["top_k"] for cell in (entry["class"], f"{entry['probability']:.6f}")]
-            writer.writerow([row["file"], *row["size"], *cells, "; ".join(row["preprocessing"])])
+            writer.writerow([row["file"], row["height"], row["width"], *cells, "; ".join(row["preprocessing"])])
         return
     pixel_columns = [f"pixels_{name}" for name in predictor.classes]
     writer.writerow(["file", "height", "width", "mask", "overlay", *pixel_columns, "all_background",
                      "preprocessing"])
     for row in rows:
-        writer.writerow([row["file"], *row["size"], row["mask"], row["overlay"], *row["class_pixels"].values(),
+        writer.writerow([row["file"], row["height"], row["width"], row["mask"], row["overlay"], *row["class_pixels"].values(),
                          row["all_background"], "; ".join(row["preprocessing"])])
 
 
 def print_table(rows: list[dict[str, Any]], predictor: Predictor) -> None:
-    """Print one aligned line per image, the preprocessing steps last."""
+    """Print one aligned line per image, the preprocessing steps last; nothing when no image was predicted."""
+    if not rows:
+        return
     width = min(MAX_FILE_COLUMN, max([len("file")] + [len(row["file"]) for row in rows]))
     if predictor.task == "classification":
         print(f"{'file':<{width}}  {'class':<12}  {'top ' + str(_ranks(rows)):<32}  preprocessing")
@@ -132,7 +135,7 @@ def print_table(rows: list[dict[str, Any]], predictor: Predictor) -> None:
     print(f"{'file':<{width}}  {'size':>9}  {'mask':<32}  pixels per class (present classes)")
     for row in rows:
         counts = ", ".join(f"{name} {count}" for name, count in row["class_pixels"].items() if count)
-        size = f"{row['size'][0]}x{row['size'][1]}"
+        size = f"{row['height']}x{row['width']}"
         print(f"{_fit(row['file'], width):<{width}}  {size:>9}  {row['mask']:<32}  {counts}")
 
 
