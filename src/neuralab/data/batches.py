@@ -38,25 +38,21 @@ def split_validation(count: int, val_size: int, seed: int) -> tuple[Tensor, Tens
     return order[val_size:].sort().values, order[:val_size].sort().values
 
 
-class BatchLoader:
-    """Yield (images, targets) batches from tensors in memory.
+class RankBatches:
+    """The batching settings that BatchLoader and StreamLoader share: batch size, order, augmentation and rank.
 
-    With `world_size` > 1, each global batch of `batch_size * world_size` samples is cut
-    into equal parts and this rank yields part `rank`, so N processes together see the
-    same batches as one process with N times the batch size.
+    With `world_size` > 1, each global batch of `batch_size * world_size` samples is cut into
+    equal parts and this rank yields part `rank`, so N processes together see the same batches
+    as one process with N times the batch size.
     """
 
-    def __init__(self, images: Tensor, targets: Tensor, batch_size: int, *, shuffle: bool,
-                 generator: torch.Generator | None = None, augment: Augment | None = None,
-                 rank: int = 0, world_size: int = 1) -> None:
-        if len(images) != len(targets):
-            raise ValueError(f"got {len(images)} images but {len(targets)} targets")
+    def __init__(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
+                 augment: Augment | None, rank: int, world_size: int, random_order: str | None) -> None:
+        """Check and keep the settings; `random_order` names what draws from `generator` ("shuffling"), if anything."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if shuffle and generator is None:
-            raise ValueError("a shuffling BatchLoader needs a seeded torch.Generator")
-        self.images = images
-        self.targets = targets
+        if random_order is not None and generator is None:
+            raise ValueError(f"a {random_order} {type(self).__name__} needs a seeded torch.Generator")
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.generator = generator
@@ -67,6 +63,20 @@ class BatchLoader:
     @property
     def global_batch_size(self) -> int:
         return self.batch_size * self.world_size
+
+
+class BatchLoader(RankBatches):
+    """Yield (images, targets) batches from tensors in memory, sharded per rank as RankBatches describes."""
+
+    def __init__(self, images: Tensor, targets: Tensor, batch_size: int, *, shuffle: bool,
+                 generator: torch.Generator | None = None, augment: Augment | None = None,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if len(images) != len(targets):
+            raise ValueError(f"got {len(images)} images but {len(targets)} targets")
+        super().__init__(batch_size, shuffle=shuffle, generator=generator, augment=augment, rank=rank,
+                         world_size=world_size, random_order="shuffling" if shuffle else None)
+        self.images = images
+        self.targets = targets
 
     def __len__(self) -> int:
         return math.ceil(len(self.images) / self.global_batch_size)

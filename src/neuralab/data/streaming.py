@@ -18,7 +18,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from neuralab.data import folders
-from neuralab.data.batches import Augment, augment_share, shard_bounds, to_float_images
+from neuralab.data.batches import Augment, RankBatches, augment_share, shard_bounds, to_float_images
 
 # Modes of a streamed split: how its images are brought to one size.
 FIXED = "fixed"  # resized to the spec's size, or required to have it when the spec does not resize
@@ -136,41 +136,34 @@ class _PlannedBatches(Sampler[list[tuple[int, int]]]):
         return len(self.batches)
 
 
-class StreamLoader:
+def _random_order(shuffle: bool, crop: bool) -> str | None:
+    """Return what draws from a StreamLoader's generator, as RankBatches names it, or None."""
+    drawn = [name for name, used in (("shuffling", shuffle), ("cropping", crop)) if used]
+    return " and ".join(drawn) or None
+
+
+class StreamLoader(RankBatches):
     """Yield (images, targets) batches of a streamed split, decoded by DataLoader workers.
 
     The arguments and batches match BatchLoader's: normalized float images (B, C, H, W) and
-    int64 labels (B,) or uint8 masks (B, H, W). With `world_size` > 1, every global batch of
-    `batch_size * world_size` samples is cut into equal parts and this rank decodes and yields
-    part `rank`.
+    int64 labels (B,) or uint8 masks (B, H, W), and this rank decodes only its share of each
+    global batch.
     """
 
     def __init__(self, split: StreamedSplit, batch_size: int, *, shuffle: bool,
                  generator: torch.Generator | None = None, augment: Augment | None = None,
                  rank: int = 0, world_size: int = 1) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if (shuffle or split.mode == CROP) and generator is None:
-            raise ValueError("a shuffling or cropping StreamLoader needs a seeded torch.Generator")
+        super().__init__(batch_size, shuffle=shuffle, generator=generator, augment=augment, rank=rank,
+                         world_size=world_size, random_order=_random_order(shuffle, split.mode == CROP))
         if shuffle and split.mode == NATIVE:
             raise ValueError("a split of images at their own sizes is batched by size in file order; "
                              "it cannot be shuffled")
         self.split = split
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.generator = generator
-        self.augment = augment
-        self.rank = rank
-        self.world_size = world_size
         self._planned = _PlannedBatches()
         workers = split.num_workers
         self._loader = DataLoader(FolderDataset(split), batch_sampler=self._planned, num_workers=workers,
                                   persistent_workers=workers > 0,
                                   generator=torch.Generator().manual_seed(WORKER_SEED))
-
-    @property
-    def global_batch_size(self) -> int:
-        return self.batch_size * self.world_size
 
     def __len__(self) -> int:
         return len(self.global_batch_sizes())
