@@ -68,8 +68,10 @@ def _add_section_flags(parser: argparse.ArgumentParser, section: str, cls: type)
     hints = typing.get_type_hints(cls)
     for item in dataclasses.fields(cls):
         flag = "--" + item.name.replace("_", "-")
-        help_text = f"{item.metadata['help']} (built-in default: {item.default}; a recipe may set another, "\
-            "see --print-config)"
+        # A None default means "unset", which each help text explains in its own words.
+        recipe = "a recipe may set it" if item.default is None else \
+            f"built-in default: {item.default}; a recipe may set another"
+        help_text = f"{item.metadata['help']} ({recipe}, see --print-config)"
         dest = f"{section}.{item.name}"
         kind = hints[item.name]
         if kind is bool:
