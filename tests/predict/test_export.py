@@ -17,8 +17,9 @@ onnx = pytest.importorskip("onnx", reason="ONNX export tests need the export ext
 onnxruntime = pytest.importorskip("onnxruntime", reason="ONNX export tests need the export extra")
 
 TOLERANCE = 1e-4
-# (kind, input sizes the exported file is checked on): a U-Net takes any multiple of 4 here (two poolings).
-SIZES = {"mlp": [(28, 28)], "cnn": [(28, 28)], "unet": [(64, 64), (36, 92)]}
+# (kind, input sizes the exported file is checked on): a U-Net takes multiples of 4 here (two
+# poolings), the smallest being 8 (two multiples).
+SIZES = {"mlp": [(28, 28)], "cnn": [(28, 28)], "unet": [(64, 64), (36, 92), (8, 8), (8, 12)]}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,10 @@ def test_export_matches_pytorch(kind, format, exported):
     model, _, _ = load_model(run_dir)
     generator = torch.Generator().manual_seed(5)
     assert report.path == path
-    assert [shape[0] for shape, _ in report.differences] == [1, 7] * len(SIZES[kind])
+    checked_sizes = list(dict.fromkeys(shape[2:] for shape, _ in report.differences))
+    assert [shape[0] for shape, _ in report.differences] == [1, 7] * len(checked_sizes)
+    if kind == "unet":
+        assert (8, 12) in checked_sizes  # the smallest size the file accepts is checked at export
     assert report.max_difference <= TOLERANCE
     for height, width in SIZES[kind]:
         for batch_size in (1, 7):
@@ -90,6 +94,7 @@ def test_pt2_file_carries_metadata(exported):
     stored = json.loads(extra_files[export.METADATA_FILE])
     assert stored["classes"][0] == "background"
     assert stored["input"]["height_width_multiple_of"] == 4
+    assert stored["input"]["min_height_width"] == 8
     assert stored["task"] == "segmentation"
 
 
@@ -97,10 +102,39 @@ def test_pt2_file_carries_metadata(exported):
 def test_unet_export_rejects_sizes_off_the_multiple(exported, format):
     model = ExportedModel.load(exported("unet", format)[0])
 
-    with pytest.raises(ValueError, match=r"input height and width must be positive multiples of 4, got 65x97; "
-                       r"pad the image at the bottom and right to 68x100"):
+    with pytest.raises(ValueError, match=r"input height and width must be multiples of 4 and at least 8, got "
+                       r"65x97; pad the image at the bottom and right to 68x100"):
         model(np.zeros((1, 1, 65, 97), dtype=np.float32))
     assert model(np.zeros((2, 1, 68, 100), dtype=np.float32)).shape == (2, 11, 68, 100)
+
+
+@pytest.mark.parametrize("format", ["onnx", "pt2"])
+def test_unet_export_rejects_one_multiple(exported, format):
+    model = ExportedModel.load(exported("unet", format)[0])
+
+    with pytest.raises(ValueError, match=r"at least 8, got 4x12; pad the image at the bottom and right to 8x12"):
+        model(np.zeros((1, 1, 4, 12), dtype=np.float32))
+    assert model(np.zeros((1, 1, 8, 12), dtype=np.float32)).shape == (1, 11, 8, 12)
+
+
+def test_output_that_is_a_folder_is_rejected_first(tmp_path):
+    folder = tmp_path / "model.pt2"
+    folder.mkdir()
+
+    with pytest.raises(ValueError, match=r"--output .*model.pt2: is a folder; pass a file path, e.g. --output "):
+        export_run(tiny_run("mlp"), "pt2", folder)
+
+    assert list(folder.iterdir()) == []
+
+
+def test_output_inside_a_file_is_rejected(tmp_path):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+
+    with pytest.raises(ValueError, match=r"cannot create the folder .*blocker \(File exists\); pass a path"):
+        export_run(tiny_run("mlp"), "pt2", blocker / "model.pt2")
+
+    assert blocker.read_text() == "not a folder"
 
 
 def test_classifier_export_rejects_other_sizes(exported):

@@ -36,7 +36,11 @@ def runs() -> dict:
 
 
 def _error_lines(capsys) -> list[str]:
-    return capsys.readouterr().err.strip().splitlines()
+    return _lines(capsys.readouterr().err)
+
+
+def _lines(text: str) -> list[str]:
+    return text.strip().splitlines()
 
 
 def test_table_lists_top_classes_and_steps(runs, photos, capsys):
@@ -129,6 +133,31 @@ def test_no_readable_file_prints_no_table(runs, tmp_path, capsys):
     assert status == 1
     assert captured.out == ""
     assert captured.err.strip().splitlines()[-1] == "neuralab predict: 1 input(s) skipped, 0 predicted"
+
+
+def test_blank_page_is_predicted_with_a_warning(runs, tmp_path, capsys):
+    blank = tmp_path / "blank.png"
+    Image.new("L", (60, 60), 235).save(blank)
+
+    status = main(["predict", str(runs["mlp"]), str(blank)])
+
+    captured = capsys.readouterr()
+    assert status == 0
+    assert "no object found" in captured.out
+    assert _lines(captured.err) == [f"neuralab predict: warning: {blank}: no object found in the image, so the "
+                                    "predicted class is a guess"]
+
+
+def test_save_inputs_into_a_file_is_rejected(runs, photos, tmp_path, capsys):
+    blocker = tmp_path / "inputs"
+    blocker.write_text("a file, not a folder")
+
+    status = main(["predict", str(runs["mlp"]), str(photos[0]), "--save-inputs", str(blocker)])
+
+    assert status == 2
+    assert _error_lines(capsys) == [f"neuralab predict: error: --save-inputs {blocker}: is a file, not a folder; "
+                                    "pass a folder path"]
+    assert blocker.read_text() == "a file, not a folder"
 
 
 def test_folder_that_is_not_a_run_is_refused(runs, photos, tmp_path, capsys):

@@ -135,6 +135,21 @@ def test_far_specks_do_not_stretch_the_box():
     assert digits.object_box(ink) == (50, 150, 80, 120)
 
 
+def test_long_thin_photo_reports_box_inside_it():
+    sheet = _sheet(3000, 4)
+    sheet[1200:1800, 1:3] = 20  # a stroke in a photo 750 times taller than wide: its width shrinks to 1 pixel
+
+    _, steps = prepare(Image.fromarray(sheet), MNIST_PREPROCESSING)
+
+    crop = next(step for step in steps if step.startswith("cropped to"))
+    size, place = crop.removeprefix("cropped to ").split(" at row ")
+    height, width = map(int, size.split("x"))
+    top, left = map(int, place.split(", column "))
+    assert top == pytest.approx(1200, abs=30)
+    assert height == pytest.approx(600, abs=30)
+    assert left + width <= 4
+
+
 def test_blank_image_gives_black_input():
     pixels, steps = prepare(Image.fromarray(_sheet(50, 50)), MNIST_PREPROCESSING)
 

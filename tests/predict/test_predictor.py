@@ -1,5 +1,7 @@
 """Tests for the Python API: neuralab.load, Predictor.predict on paths, PIL images and tensors, and its errors."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,8 @@ import neuralab
 from neuralab.data.idx import DataFileError
 from neuralab.data.sources import MNIST, load_split
 from neuralab.predict import Classification, Failure, Predictor
+from neuralab.predict.inputs import iter_file_batches
+from neuralab.predict.predictor import PredictionWarning
 from neuralab.predict.preprocess import normalize
 from neuralab.training.checkpoint import CheckpointError
 
@@ -201,3 +205,31 @@ def test_wrong_input_type_raises_type_error(predictor):
 def test_top_k_must_be_positive(predictor, digits):
     with pytest.raises(ValueError, match=r"top_k \(--top-k\) must be at least 1, got 0"):
         predictor.predict(digits[0][0], top_k=0)
+
+
+def test_blank_page_warns_of_a_guess(predictor):
+    blank = Image.new("L", (60, 60), 235)
+
+    with pytest.warns(PredictionWarning, match=r"<input 0>: no object found in the image, so the predicted class "
+                      r"is a guess"):
+        result = predictor.predict(blank)
+
+    assert result.no_object
+
+
+def test_digit_photo_does_not_warn(predictor, digits):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PredictionWarning)
+        result = predictor.predict(_photo(digits[0][0]))
+
+    assert not result.no_object
+
+
+def test_workers_are_capped_at_the_batches(predictor, digits, tmp_path):
+    paths = _save_photos(tmp_path, digits, 3)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when asked for more worker processes than CPUs
+        batches = list(iter_file_batches(paths, predictor.preprocessing, 64, 1000, keep_display=False))
+
+    assert [len(batch.items) for batch in batches] == [3]

@@ -9,6 +9,7 @@ from typing import Any
 
 from neuralab.predict import Classification, Failure, Predictor, Segmentation, load
 from neuralab.predict.outputs import OutputNames, input_image, mask_image, overlay_image, save_png
+from neuralab.predict.digits import NO_OBJECT
 from neuralab.predict.predictor import DEFAULT_BATCH_SIZE
 
 FORMATS = ("table", "json", "csv")
@@ -53,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None and args.workers < 0:
         raise ValueError(f"--workers must be 0 or more, got {args.workers}")
     predictor = load(args.run_dir, device=args.device)
+    if args.save_inputs is not None:
+        _output_folder(args.save_inputs, "--save-inputs")
+    if predictor.task == "segmentation":
+        _output_folder(args.output_dir, "--output-dir")
     rows, skipped = [], 0
     names = OutputNames()
     for result in predictor.iter_predict(args.paths, top_k=args.top_k, batch_size=args.batch_size,
@@ -64,18 +69,31 @@ def run(args: argparse.Namespace) -> int:
         stem = names.stem(result.source)
         row = _row(result, predictor)
         if args.save_inputs is not None:
-            args.save_inputs.mkdir(parents=True, exist_ok=True)
             row["input_image"] = str(save_png(input_image(result.pixels), args.save_inputs / f"{stem}.png"))
         if isinstance(result, Segmentation):
             row.update(_write_segmentation(result, args.output_dir, stem))
             if result.all_background:
                 print(f"neuralab predict: warning: {result.source}: every pixel is predicted as "
                       f"{predictor.classes[0]!r}; the model found no object", file=sys.stderr)
+        elif result.no_object:
+            print(f"neuralab predict: warning: {result.source}: {NO_OBJECT} in the image, so the predicted "
+                  "class is a guess", file=sys.stderr)
         rows.append(row)
     PRINTERS[args.format](rows, predictor)
     if skipped:
         print(f"neuralab predict: {skipped} input(s) skipped, {len(rows)} predicted", file=sys.stderr)
     return 1 if skipped else 0
+
+
+def _output_folder(path: Path, flag: str) -> None:
+    """Create the folder `path` for output files, or raise ValueError naming `flag` when it cannot be one."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path}: is a file, not a folder; pass a folder path")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{flag} {path}: cannot create the folder ({error.strerror}); pass a folder you can "
+                         "write to") from None
 
 
 def _row(result: Classification | Segmentation, predictor: Predictor) -> dict[str, Any]:
@@ -91,7 +109,6 @@ def _row(result: Classification | Segmentation, predictor: Predictor) -> dict[st
 
 
 def _write_segmentation(result: Segmentation, output_dir: Path, stem: str) -> dict[str, str]:
-    output_dir.mkdir(parents=True, exist_ok=True)
     mask_path = save_png(mask_image(result.mask), output_dir / f"{stem}.mask.png")
     overlay_path = save_png(overlay_image(result.display, result.mask), output_dir / f"{stem}.overlay.png")
     return {"mask": str(mask_path), "overlay": str(overlay_path)}

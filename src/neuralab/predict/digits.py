@@ -27,6 +27,7 @@ FIT_GRID = 64  # the background surface is fitted on about this many samples per
 BOX_LEVEL = 0.25  # pixels below this fraction of the brightest ink do not extend the object's box
 BOX_MASS_TRIM = 0.001  # each side of the object's box may cut off this fraction of the ink, so specks don't count
 MIN_CONTRAST = 8.0  # ink less than this many levels above the background counts as no object
+NO_OBJECT = "no object found"  # the step reported for an image without ink, such as a blank page
 
 
 def has_light_background(gray: np.ndarray) -> bool:
@@ -104,7 +105,7 @@ def extract_ink(gray: np.ndarray, stretch: bool) -> tuple[np.ndarray, list[str]]
     foreground = flat[flat > max(threshold, low)]
     high = float(np.median(foreground)) if foreground.size else low
     if high - low < MIN_CONTRAST:
-        return np.zeros_like(flat), steps + ["no object found"]
+        return np.zeros_like(flat), steps + [NO_OBJECT]
     if float(surface.max() - surface.min()) > MIN_CONTRAST:
         steps.append("uneven lighting flattened")
     if stretch:

@@ -31,6 +31,9 @@ from neuralab.training.runs import RunDir
 
 FORMATS = ("onnx", "pt2")
 TOLERANCE = 1e-4  # largest absolute difference from PyTorch's outputs that an export may show
+# torch.export assumes that a dynamic dimension is not 1, so a U-Net's bottleneck, 1/multiple of
+# the input, must be at least 2 pixels: the smallest input side is 2 multiples.
+MIN_BLOCKS = 2
 CHECK_BATCH_SIZES = (1, 7)
 # torch.export specializes a dimension whose example size is 0 or 1, so the example batch has 2.
 EXAMPLE_BATCH_SIZE = 2
@@ -65,24 +68,31 @@ class InputSpec:
         if self.size is not None and (height, width) != self.size:
             raise ValueError(f"{name}: input height and width must be {self.size[0]}x{self.size[1]}, got "
                              f"{height}x{width}; apply the preprocessing stored in the file's metadata")
-        multiple = self.size_multiple
-        if self.size is None and (height % multiple or width % multiple or height < 1 or width < 1):
-            padded = f"{math.ceil(height / multiple) * multiple}x{math.ceil(width / multiple) * multiple}"
-            raise ValueError(f"{name}: input height and width must be positive multiples of {multiple}, got "
-                             f"{height}x{width}; pad the image at the bottom and right to {padded} (replicating "
-                             "the edge pixels) and crop the output back")
+        multiple, smallest = self.size_multiple, self.min_side
+        if self.size is None and (height % multiple or width % multiple or min(height, width) < smallest):
+            padded = (f"{max(smallest, math.ceil(height / multiple) * multiple)}x"
+                      f"{max(smallest, math.ceil(width / multiple) * multiple)}")
+            raise ValueError(f"{name}: input height and width must be multiples of {multiple} and at least "
+                             f"{smallest}, got {height}x{width}; pad the image at the bottom and right to "
+                             f"{padded} (replicating the edge pixels) and crop the output back")
+
+    @property
+    def min_side(self) -> int:
+        """The smallest height or width accepted when sizes are free multiples."""
+        return MIN_BLOCKS * self.size_multiple
 
     def check_sizes(self, example: tuple[int, int]) -> list[tuple[int, int]]:
-        """Return the image sizes the parity check uses: the example, and a second one for free sizes."""
+        """Return the image sizes the parity check uses: the example and, for free sizes, the smallest ones."""
         if self.size is not None:
             return [self.size]
-        return [example, (example[0] + self.size_multiple, example[1] + 2 * self.size_multiple)]
+        smallest = (self.min_side, self.min_side + self.size_multiple)
+        return [example] if smallest == example else [example, smallest]
 
     def to_dict(self) -> dict[str, Any]:
         if self.size is not None:
             return {"name": INPUT_NAME, "shape": ["batch", self.channels, *self.size]}
         return {"name": INPUT_NAME, "shape": ["batch", self.channels, "height", "width"],
-                "height_width_multiple_of": self.size_multiple, "min_height_width": self.size_multiple}
+                "height_width_multiple_of": self.size_multiple, "min_height_width": self.min_side}
 
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> "InputSpec":
@@ -132,6 +142,7 @@ def export_run(run_dir: str | Path, format: str, output: str | Path | None = Non
         article = "an" if format == "onnx" else "a"
         raise ValueError(f"{path}: {article} {format.upper()} export must be named *.{format}; "
                          f"pass --output {path.parent / ('model.' + format)}")
+    _prepare_output(path, format)
     example = _example_size(metadata, spec)
     program = export_program(model, spec, example)
     stored = export_metadata(metadata, spec, run.path, format)
@@ -144,6 +155,17 @@ def export_run(run_dir: str | Path, format: str, output: str | Path | None = Non
 
     _write_checked(path, write_and_check)
     return ExportReport(path, format, differences)
+
+
+def _prepare_output(path: Path, format: str) -> None:
+    """Create the folder of `path`, or raise ValueError when `path` is a folder or cannot be written there."""
+    if path.is_dir():
+        raise ValueError(f"--output {path}: is a folder; pass a file path, e.g. --output {path / ('model.' + format)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--output {path}: cannot create the folder {path.parent} ({error.strerror}); pass a "
+                         "path in a folder you can write to") from None
 
 
 def require_onnx() -> None:
@@ -170,7 +192,8 @@ def _example_size(metadata: dict[str, Any], spec: InputSpec) -> tuple[int, int]:
         return spec.size
     multiple = spec.size_multiple
     height, width = metadata["model"]["in_shape"][1:]
-    return (max(2, math.ceil(height / multiple)) * multiple, max(2, math.ceil(width / multiple)) * multiple)
+    return (max(MIN_BLOCKS, math.ceil(height / multiple)) * multiple,
+            max(MIN_BLOCKS, math.ceil(width / multiple)) * multiple)
 
 
 def export_program(model: nn.Module, spec: InputSpec, example: tuple[int, int]) -> torch.export.ExportedProgram:
@@ -187,8 +210,8 @@ def _dynamic_shapes(spec: InputSpec) -> dict[str, dict[int, Any]]:
     dims: dict[int, Any] = {0: Dim("batch", min=1)}
     if spec.size is None:
         # Derived dimensions: the size is multiple * blocks, so the padding guard holds for every size.
-        dims[2] = spec.size_multiple * Dim("height_blocks", min=1)
-        dims[3] = spec.size_multiple * Dim("width_blocks", min=1)
+        dims[2] = spec.size_multiple * Dim("height_blocks", min=MIN_BLOCKS)
+        dims[3] = spec.size_multiple * Dim("width_blocks", min=MIN_BLOCKS)
     return {INPUT_NAME: dims}
 
 

@@ -7,6 +7,7 @@ becomes a `Failure` in its place, and the other files are still prepared.
 """
 
 import glob
+import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -152,6 +153,7 @@ def iter_file_batches(paths: list[Path], preprocessing: Preprocessing, batch_siz
                       keep_display: bool) -> Iterator[Batch]:
     """Yield the files prepared in batches of `batch_size`, in order, by `num_workers` processes (None: default)."""
     workers = default_workers(len(paths)) if num_workers is None else num_workers
+    workers = min(workers, math.ceil(len(paths) / batch_size))  # each worker prepares whole batches
     dataset = _FileDataset(paths, preprocessing, keep_display)
     if workers == 0:
         for start in range(0, len(paths), batch_size):

@@ -25,6 +25,7 @@ from neuralab.data.idx import DataFileError
 from neuralab.nn.losses import _probabilities as probabilities
 from neuralab.predict.inputs import (Batch, Failure, Prepared, collate, default_workers, expand_paths, iter_file_batches,
                                      prepare_input)
+from neuralab.predict.digits import NO_OBJECT
 from neuralab.predict.preprocess import Preprocessing, normalize
 from neuralab.training.devices import memory_format, resolve_device
 from neuralab.training.inference import load_model
@@ -57,6 +58,11 @@ class Classification:
     @property
     def probability(self) -> float:
         return self.top_k[0][1]
+
+    @property
+    def no_object(self) -> bool:
+        """Whether preprocessing found no object in the image (a blank page), so the classes are a guess."""
+        return NO_OBJECT in self.steps
 
 
 @dataclass(frozen=True)
@@ -118,9 +124,11 @@ class Predictor:
                 batch_size: int = DEFAULT_BATCH_SIZE, num_workers: int | None = None) -> Result | list[Result]:
         """Return one result for one input, or a list for a list, a folder, a glob or an (N, C, H, W) tensor.
 
-        Raises DataFileError naming the first input that cannot be read. A mask that is background
-        everywhere gives a PredictionWarning. `num_workers` processes decode files (None: one per CPU
-        for 64 files or more, otherwise none).
+        A 3-D tensor is one image (C, H, W), as in torchvision, so pass a batch of digits (N, H, W)
+        as `images.unsqueeze(1)`. Raises DataFileError naming the first input that cannot be read.
+        A mask that is background everywhere, or an image without an object to classify, gives a
+        PredictionWarning. `num_workers` processes decode files (None: one per CPU for 64 files or
+        more, otherwise none).
         """
         results = []
         for result in self.iter_predict(images, top_k=top_k, batch_size=batch_size, num_workers=num_workers):
@@ -129,6 +137,9 @@ class Predictor:
             if isinstance(result, Segmentation) and result.all_background:
                 warnings.warn(f"{result.source}: every pixel is predicted as {self.classes[BACKGROUND_CLASS]!r}; "
                               "the model found no object", PredictionWarning, stacklevel=2)
+            if isinstance(result, Classification) and result.no_object:
+                warnings.warn(f"{result.source}: {NO_OBJECT} in the image, so the predicted class is a guess",
+                              PredictionWarning, stacklevel=2)
             results.append(result)
         return results[0] if _is_single(images) else results
 
@@ -139,7 +150,7 @@ class Predictor:
         if top_k < 1:
             raise ValueError(f"top_k (--top-k) must be at least 1, got {top_k}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise ValueError(f"batch_size (--batch-size) must be at least 1, got {batch_size}")
         if self.task == "segmentation":
             batch_size = 1  # images keep their own sizes, so they cannot be stacked
         items = _as_list(images)

@@ -115,9 +115,12 @@ def _prepare_object(image: Image.Image, style: digits.ObjectStyle,
             box = digits.object_box(ink)
     steps += ink_steps
     if box is None:
-        return np.zeros((1, digits.CANVAS, digits.CANVAS), dtype=np.uint8), steps
-    scale = size[1] / working.width  # the box in the input image's pixels, for the report
-    top, bottom, left, right = (round(edge * scale) for edge in box)
+        return np.zeros((1, digits.CANVAS, digits.CANVAS), dtype=np.uint8), list(dict.fromkeys(
+            [*steps, digits.NO_OBJECT]))
+    # The box in the input image's pixels, for the report; each side was rounded on its own when shrunk.
+    row_scale, column_scale = size[0] / working.height, size[1] / working.width
+    top, bottom = round(box[0] * row_scale), round(box[1] * row_scale)
+    left, right = round(box[2] * column_scale), round(box[3] * column_scale)
     steps += [f"cropped to {bottom - top}x{right - left} at row {top}, column {left}", style.placement]
     return style.render(ink, box)[None], steps  # (28, 28) -> (1, 28, 28)
 
