@@ -159,8 +159,27 @@ def test_finished_run_not_retrained(mnist_dir, tmp_path, capsys):
 
     out = capsys.readouterr().out
     assert status == 0
-    assert f"{run_dir}: already trained for 1 epochs; pass --epochs N with N > 1" in out
+    assert f"{run_dir}: already trained for 1 epoch; pass --epochs N with N > 1" in out
     assert (run_dir / "model.safetensors").read_bytes() == weights_before
+
+
+def test_resume_rewrites_deleted_weights(mnist_dir, tmp_path, capsys):
+    output_dir = tmp_path / "runs"
+    assert main(_tiny_args(mnist_dir, output_dir, "--epochs", "1")) == 0
+    run_dir = _only_run_dir(output_dir)
+    weights_before = load_file(str(run_dir / "model.safetensors"))
+    (run_dir / "model.safetensors").unlink()
+    capsys.readouterr()
+
+    status = main(["train", "--resume", str(run_dir)])
+
+    out = capsys.readouterr().out
+    weights_after = load_file(str(run_dir / "model.safetensors"))
+    assert status == 0
+    assert f"{run_dir}: training finished at epoch 1; writing the missing weights and summary" in out
+    assert weights_after.keys() == weights_before.keys()
+    for key, value in weights_before.items():
+        assert torch.equal(weights_after[key], value), f"{key} differs from the weights written at the end"
 
 
 def test_resume_rejects_new_settings(mnist_dir, tmp_path, capsys):

@@ -183,12 +183,17 @@ def _run(args: argparse.Namespace, context: distributed.DistributedContext) -> i
         run_dir = RunDir.open(args.resume)
         finished = run_dir.weights_path.is_file() and run_dir.summary_path.is_file()
         if session.start_epoch > config.train.epochs or (session.start_epoch == config.train.epochs and finished):
-            print(f"{run_dir.path}: already trained for {session.start_epoch} epochs; "
+            trained = "1 epoch" if session.start_epoch == 1 else f"{session.start_epoch} epochs"
+            print(f"{run_dir.path}: already trained for {trained}; "
                   f"pass --epochs N with N > {session.start_epoch} to train further")
             return 0
         if context.is_main:
             run_dir.write_config(config)
-        print(f"resuming {run_dir.path} at epoch {session.start_epoch + 1} of {config.train.epochs}")
+        if session.start_epoch == config.train.epochs:
+            print(f"{run_dir.path}: training finished at epoch {config.train.epochs}; writing the missing weights "
+                  "and summary")
+        else:
+            print(f"resuming {run_dir.path} at epoch {session.start_epoch + 1} of {config.train.epochs}")
     else:
         run_dir = distributed.run_on_main(lambda: _create_run_dir(config), context)
         processes = f" in each of {context.world_size} processes" if context.enabled else ""

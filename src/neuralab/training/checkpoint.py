@@ -9,6 +9,7 @@ previous good file.
 import json
 import os
 import pickle
+import shlex
 import tempfile
 import zipfile
 from collections.abc import Callable
@@ -94,8 +95,10 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
             header_size = int.from_bytes(handle.read(8), "little")
             header = json.loads(handle.read(header_size))
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path}: cannot read safetensors weights ({_first_line(error)}); "
-                              "the file is truncated or corrupt") from None
+        raise CheckpointError(f"{path}: cannot read safetensors weights ({_first_line(error)}); the file is "
+                              "truncated or corrupt. In a run directory, delete it and run `neuralab train "
+                              f"--resume {shlex.quote(str(path.parent))}` to write it again from the checkpoint"
+                              ) from None
     metadata = {key: json.loads(value) for key, value in header.get("__metadata__", {}).items()}
     return strip_ddp_prefix(state), metadata
 
