@@ -55,6 +55,17 @@ def test_exif_orientation_restores_upright_pixels(tmp_path, orientation, stored)
     assert steps == [f"EXIF orientation {orientation} applied"]
 
 
+def test_animated_gif_uses_its_first_frame(tmp_path):
+    first, second = _gradient(), 255 - _gradient()
+    path = tmp_path / "animated.gif"
+    Image.fromarray(first).save(path, save_all=True, append_images=[Image.fromarray(second)])
+
+    decoded, steps, _ = read_image(path)
+
+    np.testing.assert_array_equal(np.asarray(decoded.convert("L")), first)
+    assert steps == ["first of 2 frames"]
+
+
 def test_rgba_composites_on_white():
     rgba = np.zeros((4, 6, 4), dtype=np.uint8)  # black and fully transparent
     rgba[1, 2] = (0, 0, 0, 255)  # one opaque black pixel

@@ -143,17 +143,21 @@ def print_table(rows: list[dict[str, Any]], predictor: Predictor) -> None:
         return
     width = min(MAX_FILE_COLUMN, max([len("file")] + [len(row["file"]) for row in rows]))
     if predictor.task == "classification":
-        print(f"{'file':<{width}}  {'class':<12}  {'top ' + str(_ranks(rows)):<32}  preprocessing")
-        for row in rows:
-            ranked = "  ".join(f"{entry['class']} {100 * entry['probability']:.1f}%" for entry in row["top_k"])
-            print(f"{_fit(row['file'], width):<{width}}  {row['class']:<12}  {ranked:<32}  "
+        ranked = ["  ".join(f"{entry['class']} {100 * entry['probability']:.1f}%" for entry in row["top_k"])
+                  for row in rows]
+        header = "top " + str(_ranks(rows))
+        ranked_width = max(len(header), *map(len, ranked))
+        print(f"{'file':<{width}}  {'class':<12}  {header:<{ranked_width}}  preprocessing")
+        for row, classes in zip(rows, ranked):
+            print(f"{_fit(row['file'], width):<{width}}  {row['class']:<12}  {classes:<{ranked_width}}  "
                   f"{', '.join(row['preprocessing'])}")
         return
-    print(f"{'file':<{width}}  {'size':>9}  {'mask':<32}  pixels per class (present classes)")
+    mask_width = max(len("mask"), *(len(row["mask"]) for row in rows))
+    print(f"{'file':<{width}}  {'size':>9}  {'mask':<{mask_width}}  pixels per class (present classes)")
     for row in rows:
         counts = ", ".join(f"{name} {count}" for name, count in row["class_pixels"].items() if count)
         size = f"{row['height']}x{row['width']}"
-        print(f"{_fit(row['file'], width):<{width}}  {size:>9}  {row['mask']:<32}  {counts}")
+        print(f"{_fit(row['file'], width):<{width}}  {size:>9}  {row['mask']:<{mask_width}}  {counts}")
 
 
 def _ranks(rows: list[dict[str, Any]]) -> int:

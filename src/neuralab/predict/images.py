@@ -36,7 +36,11 @@ def read_image(path: Path, draft_size: int | None = None) -> tuple[Image.Image, 
             if draft_size is not None and image.format == "JPEG":
                 image.draft(image.mode, (min(image.width, draft_size), min(image.height, draft_size)))
             image.load()
+            frames = getattr(image, "n_frames", 1)  # animated GIF, WebP and multi-page TIFF
+            if frames > 1:
+                image = image.copy()  # a frame of a multi-frame file would read the closed file again
             turned, steps = upright(image)
+            steps = ([f"first of {frames} frames"] if frames > 1 else []) + steps
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DataFileError(f"{path}: cannot read the image ({error}); replace or remove the file") from None
     if (turned.width > turned.height) != (image.width > image.height):
