@@ -127,12 +127,13 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
                                                                   reason="needs a CUDA GPU"))]
 
 
+@pytest.mark.parametrize("schedule", [["--scheduler", "step", "--gamma", "0.5"], ["--scheduler", "none"]],
+                         ids=["step", "none"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_extended_run_equals_longer_run(mnist_dir, tmp_path, device):
-    # With a step schedule, 1 epoch extended to 2 must equal 2 epochs in one go: dropout masks and
-    # augmentation shifts continue from the random state saved in the checkpoint.
-    flags = ["--dropout", "0.5", "--augment", "shift", "--scheduler", "step", "--gamma", "0.5",
-             "--device", device, "--seed", "5"]
+def test_extended_run_equals_longer_run(mnist_dir, tmp_path, device, schedule):
+    # With a step or no schedule, 1 epoch extended to 2 must equal 2 epochs in one go: dropout masks
+    # and augmentation shifts continue from the random state saved in the checkpoint.
+    flags = ["--dropout", "0.5", "--augment", "shift", *schedule, "--device", device, "--seed", "5"]
     short_dir, long_dir = tmp_path / "short", tmp_path / "long"
     assert main(_tiny_args(mnist_dir, short_dir, "--epochs", "1", *flags)) == 0
     assert main(_tiny_args(mnist_dir, long_dir, "--epochs", "2", *flags)) == 0

@@ -131,7 +131,8 @@ def _lr_sequence(name: str, lr: float, steps_per_epoch: int, epochs: int, **opti
     for _ in range(steps_per_epoch * epochs):
         rates.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
-        scheduler.step()
+        if scheduler is not None:  # "none" builds no scheduler
+            scheduler.step()
     return rates
 
 

@@ -5,7 +5,9 @@ one kernel for all parameters, measured 2.6x faster than the default for-loop Ad
 the 784-128-64-10 MLP on a 2-core CPU.
 
 Every scheduler here is stepped once per training batch, so schedules are defined in
-steps: the engine passes the number of steps per epoch and the total number of epochs.
+steps: the engine passes the number of steps per epoch and the total number of epochs. The
+constant schedule, "none", is no scheduler at all, because stepping one that changes nothing
+took about 2% of an mnist-mlp epoch.
 """
 
 import math
@@ -50,7 +52,7 @@ def _rmsprop(params: Iterable[nn.Parameter], lr: float, momentum: float, nestero
 
 @SCHEDULERS.register("none", "constant learning rate")
 def _constant(optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int, **options: float):
-    return lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return None  # nothing to step: the optimizer keeps its learning rate
 
 
 @SCHEDULERS.register("step", "multiply the learning rate by gamma every step_epochs epochs")
@@ -111,6 +113,6 @@ def build_optimizer(name: str, params: Iterable[nn.Parameter], *, lr: float, mom
 
 
 def build_scheduler(name: str, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int,
-                    **options: float) -> lr_scheduler.LRScheduler:
-    """Return scheduler `name`, defined over `epochs` epochs of `steps_per_epoch` steps."""
+                    **options: float) -> lr_scheduler.LRScheduler | None:
+    """Return scheduler `name`, defined over `epochs` epochs of `steps_per_epoch` steps, or None for "none"."""
     return SCHEDULERS.build(name, optimizer, steps_per_epoch, epochs, **options)

@@ -191,7 +191,7 @@ def restore(session: Session, run: RunDir) -> None:
             group["lr"] = session.config.optim.lr
         trainer.scheduler = _build_scheduler(session.config, trainer.optimizer, len(session.train_loader),
                                              session.config.train.epochs - state["epoch"])
-    else:
+    elif trainer.scheduler is not None:
         trainer.scheduler.load_state_dict(state["scheduler"])
     if trainer.scaler is not None and "scaler" in state:
         trainer.scaler.load_state_dict(state["scaler"])
@@ -211,7 +211,7 @@ def _checkpoint_state(session: Session, epoch: int) -> dict[str, Any]:
         "config": to_dict(session.config),
         "model": session.model.state_dict(),
         "optimizer": trainer.optimizer.state_dict(),
-        "scheduler": trainer.scheduler.state_dict(),
+        "scheduler": trainer.scheduler.state_dict() if trainer.scheduler is not None else None,
         "rng": _rng_states(session),
         "history": session.history,
     }
