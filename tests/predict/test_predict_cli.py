@@ -144,8 +144,8 @@ def test_blank_page_is_predicted_with_a_warning(runs, tmp_path, capsys):
     captured = capsys.readouterr()
     assert status == 0
     assert "no object found" in captured.out
-    assert _lines(captured.err) == [f"neuralab predict: warning: {blank}: no object found in the image, so the "
-                                    "predicted class is a guess"]
+    warning = f"neuralab predict: warning: {blank}: no object found in the image, so the predicted class is a guess"
+    assert _lines(captured.err) == [warning]
 
 
 def test_save_inputs_into_a_file_is_rejected(runs, photos, tmp_path, capsys):
@@ -155,8 +155,8 @@ def test_save_inputs_into_a_file_is_rejected(runs, photos, tmp_path, capsys):
     status = main(["predict", str(runs["mlp"]), str(photos[0]), "--save-inputs", str(blocker)])
 
     assert status == 2
-    assert _error_lines(capsys) == [f"neuralab predict: error: --save-inputs {blocker}: is a file, not a folder; "
-                                    "pass a folder path"]
+    error = f"neuralab predict: error: --save-inputs {blocker}: is a file, not a folder; pass a folder path"
+    assert _error_lines(capsys) == [error]
     assert blocker.read_text() == "a file, not a folder"
 
 

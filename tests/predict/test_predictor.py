@@ -12,7 +12,7 @@ import neuralab
 from neuralab.data.idx import DataFileError
 from neuralab.data.sources import MNIST, load_split
 from neuralab.predict import Classification, Failure, Predictor
-from neuralab.predict.inputs import iter_file_batches
+from neuralab.predict.inputs import iter_file_batches, worker_count
 from neuralab.predict.predictor import PredictionWarning
 from neuralab.predict.preprocess import normalize
 from neuralab.training.checkpoint import CheckpointError
@@ -230,6 +230,8 @@ def test_workers_are_capped_at_the_batches(predictor, digits, tmp_path):
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # torch warns when asked for more worker processes than CPUs
-        batches = list(iter_file_batches(paths, predictor.preprocessing, 64, 1000, keep_display=False))
+        workers = worker_count(len(paths), 64, 1000)
+        batches = list(iter_file_batches(paths, predictor.preprocessing, 64, workers, keep_display=False))
 
+    assert workers == 1
     assert [len(batch.items) for batch in batches] == [3]

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from neuralab.predict import Classification, Failure, Predictor, Segmentation, load
-from neuralab.predict.outputs import OutputNames, input_image, mask_image, overlay_image, save_png
 from neuralab.predict.digits import NO_OBJECT
+from neuralab.predict.outputs import OutputNames, input_image, mask_image, overlay_image, save_png
 from neuralab.predict.predictor import DEFAULT_BATCH_SIZE
 
 FORMATS = ("table", "json", "csv")
@@ -133,8 +133,8 @@ def print_csv(rows: list[dict[str, Any]], predictor: Predictor) -> None:
     writer.writerow(["file", "height", "width", "mask", "overlay", *pixel_columns, "all_background",
                      "preprocessing"])
     for row in rows:
-        writer.writerow([row["file"], row["height"], row["width"], row["mask"], row["overlay"], *row["class_pixels"].values(),
-                         row["all_background"], "; ".join(row["preprocessing"])])
+        writer.writerow([row["file"], row["height"], row["width"], row["mask"], row["overlay"],
+                         *row["class_pixels"].values(), row["all_background"], "; ".join(row["preprocessing"])])
 
 
 def print_table(rows: list[dict[str, Any]], predictor: Predictor) -> None:

@@ -149,11 +149,15 @@ def default_workers(count: int) -> int:
     return max(1, cpus)
 
 
-def iter_file_batches(paths: list[Path], preprocessing: Preprocessing, batch_size: int, num_workers: int | None,
+def worker_count(files: int, batch_size: int, requested: int | None) -> int:
+    """Return the worker processes to start: `requested` (None: the default), at most one per batch of files."""
+    workers = default_workers(files) if requested is None else requested
+    return min(workers, math.ceil(files / batch_size))  # each worker prepares whole batches
+
+
+def iter_file_batches(paths: list[Path], preprocessing: Preprocessing, batch_size: int, workers: int,
                       keep_display: bool) -> Iterator[Batch]:
-    """Yield the files prepared in batches of `batch_size`, in order, by `num_workers` processes (None: default)."""
-    workers = default_workers(len(paths)) if num_workers is None else num_workers
-    workers = min(workers, math.ceil(len(paths) / batch_size))  # each worker prepares whole batches
+    """Yield the files prepared in batches of `batch_size`, in order, by `workers` processes (0: this one)."""
     dataset = _FileDataset(paths, preprocessing, keep_display)
     if workers == 0:
         for start in range(0, len(paths), batch_size):

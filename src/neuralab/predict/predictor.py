@@ -23,9 +23,17 @@ from torch import Tensor, nn
 
 from neuralab.data.idx import DataFileError
 from neuralab.nn.losses import _probabilities as probabilities
-from neuralab.predict.inputs import (Batch, Failure, Prepared, collate, default_workers, expand_paths, iter_file_batches,
-                                     prepare_input)
 from neuralab.predict.digits import NO_OBJECT
+from neuralab.predict.inputs import (
+    Batch,
+    Failure,
+    Prepared,
+    collate,
+    expand_paths,
+    iter_file_batches,
+    prepare_input,
+    worker_count,
+)
 from neuralab.predict.preprocess import Preprocessing, normalize
 from neuralab.training.devices import memory_format, resolve_device
 from neuralab.training.inference import load_model
@@ -157,7 +165,7 @@ class Predictor:
         if all(isinstance(item, (str, Path)) for item in items):
             paths = expand_paths(items)
             files = [path for path in paths if isinstance(path, Path)]
-            workers = default_workers(len(files)) if num_workers is None else num_workers
+            workers = worker_count(len(files), batch_size, num_workers)
             batches = _merge_failures(paths, iter_file_batches(files, self.preprocessing, batch_size, workers,
                                                                keep_display=self.task == "segmentation"))
         else:

@@ -115,8 +115,8 @@ def _prepare_object(image: Image.Image, style: digits.ObjectStyle,
             box = digits.object_box(ink)
     steps += ink_steps
     if box is None:
-        return np.zeros((1, digits.CANVAS, digits.CANVAS), dtype=np.uint8), list(dict.fromkeys(
-            [*steps, digits.NO_OBJECT]))
+        steps += [] if digits.NO_OBJECT in steps else [digits.NO_OBJECT]
+        return np.zeros((1, digits.CANVAS, digits.CANVAS), dtype=np.uint8), steps
     # The box in the input image's pixels, for the report; each side was rounded on its own when shrunk.
     row_scale, column_scale = size[0] / working.height, size[1] / working.width
     top, bottom = round(box[0] * row_scale), round(box[1] * row_scale)
