@@ -48,7 +48,7 @@ class RankBatches:
 
     def __init__(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
                  augment: Augment | None, rank: int, world_size: int, random_order: str | None) -> None:
-        """Check and keep the settings; `random_order` names what draws from `generator` ("shuffling"), if anything."""
+        """Check and keep the settings. `random_order` names what draws from `generator` ("shuffling"), if anything."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if random_order is not None and generator is None:
