@@ -1,4 +1,4 @@
-"""Tests for the device helpers: precision checks, the gradient scaler, determinism, compilation and threads."""
+"""Tests for the device helpers: precision checks, the gradient scaler, determinism, compilation, threads and float mode."""
 
 import os
 
@@ -12,6 +12,7 @@ from neuralab.training.devices import (
     build_grad_scaler,
     choose_threads,
     compile_model,
+    configure_cpu,
     set_deterministic,
 )
 
@@ -81,3 +82,21 @@ def test_threads_split_between_processes():
     assert choose_threads(cnn, (1, 28, 28), 128, processes=cores) == 1
     assert choose_threads(cnn, (1, 28, 28), 128, processes=cores + 1) == 1
     assert choose_threads(mlp, (1, 28, 28), 64, processes=2) == 1
+
+
+def test_configure_cpu_sets_threads_and_flushes_subnormals():
+    threads = torch.get_num_threads()
+    smallest_normal = torch.finfo(torch.float32).tiny
+    try:
+        configure_cpu(1)
+        product = torch.tensor([smallest_normal]) * torch.tensor([0.5])  # a subnormal result
+
+        assert torch.get_num_threads() == 1
+        assert product.item() == 0.0
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_configure_cpu_rejects_zero_threads():
+    with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
+        configure_cpu(0)

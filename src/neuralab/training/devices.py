@@ -1,4 +1,4 @@
-"""Device choice, mixed precision, determinism, compilation and the CPU thread rule.
+"""Device choice, mixed precision, determinism, compilation, the CPU thread rule and the CPU float mode.
 
 The thread count comes from a fixed rule on the model's work per step, never from the
 machine's measured load, so a configuration trains identically every time it runs. Small
@@ -126,3 +126,18 @@ def choose_threads(model: nn.Module, in_shape: tuple[int, ...], batch_size: int,
     cores = max((os.cpu_count() or 1) // processes, 1)
     macs_per_step = count_macs(model, in_shape) * batch_size
     return 1 if macs_per_step < SINGLE_THREAD_MACS else cores
+
+
+def configure_cpu(threads: int) -> None:
+    """Run torch's CPU work on `threads` threads, with subnormal floats flushed to zero.
+
+    Adam's running means for dead units decay into subnormal floats, which x86 CPUs compute
+    many times slower: without flushing, mnist-mlp-tutorial epochs slowed from about 0.72 to
+    0.8-0.97 s as training went on (one thread of a 2-core AMD EPYC). Flushing changes only
+    values below 1.2e-38, float32's smallest normal number. It applies to this thread and to
+    threads started after it.
+    """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)

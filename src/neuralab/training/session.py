@@ -28,6 +28,7 @@ from neuralab.training.devices import (
     build_grad_scaler,
     choose_threads,
     compile_model,
+    configure_cpu,
     memory_format,
     resolve_device,
     set_deterministic,
@@ -93,9 +94,7 @@ def prepare(config: RunConfig, context: DistributedContext = SINGLE_PROCESS) -> 
     threads = train_config.threads
     if threads is None:
         threads = choose_threads(model, data.in_shape, train_config.batch_size, processes=context.local_world_size)
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
+    configure_cpu(threads)
     model_format = memory_format(model)
     channels_last = model_format == torch.channels_last
     model.to(device, memory_format=model_format)
