@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from neuralab.training.mlp_step import MLPStep, build_mlp_step
+
 logger = logging.getLogger(__name__)
 
 
@@ -126,6 +128,9 @@ class Trainer:
         self.binary_threshold = binary_threshold
         # Channels-last (NHWC) convolutions ran 1.4-1.8x faster on CPU for our CNNs (2 cores, torch 2.14).
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        # A plain MLP in fp32 on CPU trains without autograd's graph, to the same bits (training/mlp_step.py);
+        # set to None to train it through autograd.
+        self.mlp_step = build_mlp_step(model, loss_fn) if autocast_dtype is None and device.type == "cpu" else None
 
     def _to_device(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         images = images.to(self.device, non_blocking=True)
@@ -147,17 +152,13 @@ class Trainer:
         self.model.train()
         loss_sum, samples, correct, counted = 0.0, 0, 0, 0  # Python floats sum in float64
         global_sizes = _global_batch_sizes(loader)
+        mlp_step = self.mlp_step if self.mlp_step is not None and self.mlp_step.usable() else None
         started = time.perf_counter()
         for step, (images, targets) in enumerate(loader, start=1):
             images, targets = self._to_device(images, targets)
 
-            self.optimizer.zero_grad(set_to_none=True)
-            with self._autocast():
-                outputs = self.model(images)
-            loss = self._loss(outputs, targets)
             global_samples = global_sizes[step - 1] if global_sizes is not None else None
-            weight = _rank_loss_weight(len(images), global_samples)
-            self._backward_and_step(loss if weight == 1.0 else loss * weight)
+            outputs, loss = self._train_step(images, targets, global_samples, mlp_step)
             if self.scheduler is not None:
                 self.scheduler.step()
 
@@ -204,6 +205,24 @@ class Trainer:
         loss_sum, samples, correct, counted = _sum_across_ranks(totals).tolist()
         # The registered losses are never negative; clamping hides only rounding below zero.
         return EvalResult(max(loss_sum / max(samples, 1), 0.0), correct / max(counted, 1), int(samples))
+
+    def _train_step(self, images: Tensor, targets: Tensor, global_samples: int | None,
+                    mlp_step: MLPStep | None) -> tuple[Tensor, Tensor]:
+        """Compute one batch's gradients, step the optimizer and return (outputs, loss).
+
+        `global_samples` is the batch's size summed over ranks, when known.
+        """
+        if mlp_step is not None:
+            outputs, loss = mlp_step(images, targets)  # sets every gradient, so nothing to zero first
+            self.optimizer.step()
+            return outputs, loss
+        self.optimizer.zero_grad(set_to_none=True)
+        with self._autocast():
+            outputs = self.model(images)
+        loss = self._loss(outputs, targets)
+        weight = _rank_loss_weight(len(images), global_samples)
+        self._backward_and_step(loss if weight == 1.0 else loss * weight)
+        return outputs, loss
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
