@@ -116,6 +116,40 @@ def test_forward_hook_disables_step():
     assert calls == [8] * 6 + [2]  # 50 samples in batches of 8
 
 
+class _HookOnThirdStep:
+    """A reporter that hooks the first hidden layer for the third step only, as layer statistics do."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.layer = layer
+        self.calls = []
+        self.handle = None
+
+    def start_epoch(self, epoch: int, steps: int) -> None:
+        pass
+
+    def batch_done(self, step: int, loss: float) -> None:
+        if step == 2:
+            self.handle = self.layer.register_forward_hook(lambda module, inputs, output: self.calls.append(step))
+        elif step == 3:
+            self.handle.remove()
+
+    def epoch_done(self, result) -> None:
+        pass
+
+
+def test_hook_added_mid_epoch_runs():
+    model = _mlp(head="logits")
+    images, targets = _batch(count=50)
+    optimizer = build_optimizer("adam", model.parameters(), lr=0.01)
+    trainer = Trainer(model, build_loss("cross_entropy", "logits"), optimizer, None, CPU)
+    reporter = _HookOnThirdStep(model.hidden[0])
+
+    trainer.train_epoch(BatchLoader(images, targets, 8, shuffle=False), 1, reporter)
+
+    assert reporter.calls == [2]  # the hook added after step 2 ran once, in step 3
+    assert trainer.mlp_step.usable()
+
+
 @pytest.mark.parametrize("change", ["frozen", "tensor-hook", "post-accumulate-hook"])
 def test_parameter_change_disables_step(change):
     model = _mlp()

@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from neuralab.training.mlp_step import MLPStep, build_mlp_step
+from neuralab.training.mlp_step import build_mlp_step
 
 logger = logging.getLogger(__name__)
 
@@ -152,13 +152,12 @@ class Trainer:
         self.model.train()
         loss_sum, samples, correct, counted = 0.0, 0, 0, 0  # Python floats sum in float64
         global_sizes = _global_batch_sizes(loader)
-        mlp_step = self.mlp_step if self.mlp_step is not None and self.mlp_step.usable() else None
         started = time.perf_counter()
         for step, (images, targets) in enumerate(loader, start=1):
             images, targets = self._to_device(images, targets)
 
             global_samples = global_sizes[step - 1] if global_sizes is not None else None
-            outputs, loss = self._train_step(images, targets, global_samples, mlp_step)
+            outputs, loss = self._train_step(images, targets, global_samples)
             if self.scheduler is not None:
                 self.scheduler.step()
 
@@ -206,14 +205,13 @@ class Trainer:
         # The registered losses are never negative; clamping hides only rounding below zero.
         return EvalResult(max(loss_sum / max(samples, 1), 0.0), correct / max(counted, 1), int(samples))
 
-    def _train_step(self, images: Tensor, targets: Tensor, global_samples: int | None,
-                    mlp_step: MLPStep | None) -> tuple[Tensor, Tensor]:
+    def _train_step(self, images: Tensor, targets: Tensor, global_samples: int | None) -> tuple[Tensor, Tensor]:
         """Compute one batch's gradients, step the optimizer and return (outputs, loss).
 
         `global_samples` is the batch's size summed over ranks, when known.
         """
-        if mlp_step is not None:
-            outputs, loss = mlp_step(images, targets)  # sets every gradient, so nothing to zero first
+        if self.mlp_step is not None and self.mlp_step.usable():
+            outputs, loss = self.mlp_step(images, targets)  # sets every gradient, so nothing to zero first
             self.optimizer.step()
             return outputs, loss
         self.optimizer.zero_grad(set_to_none=True)

@@ -43,18 +43,25 @@ class MLPStep:
         self.model = model
         self.layers = layers  # each Linear with the (forward, backward) of the activation after it
         self.outputs_logits = model.head == "logits"
+        self._modules = list(model.modules())
+        self._parameters = list(model.parameters())
 
     def usable(self) -> bool:
-        """Return whether the step still applies: no hook was added since it was built and no parameter is frozen."""
-        if any(getattr(torch_module, name, None) for name in _GLOBAL_HOOKS):
+        """Return whether the step still applies: no hook was added since it was built and no parameter is frozen.
+
+        The engine asks before every step, because layer statistics attach forward hooks for sampled steps only.
+        """
+        if any(getattr(torch_module, name) for name in _GLOBAL_HOOKS):
             return False
-        for module in self.model.modules():
+        for module in self._modules:
             if (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                     or module._backward_pre_hooks):
                 return False
-        return all(parameter.requires_grad and not parameter._backward_hooks
-                   and not getattr(parameter, "_post_accumulate_grad_hooks", None)
-                   for parameter in self.model.parameters())
+        for parameter in self._parameters:
+            if (not parameter.requires_grad or parameter._backward_hooks
+                    or parameter._post_accumulate_grad_hooks):
+                return False
+        return True
 
     @torch.no_grad()
     def __call__(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
