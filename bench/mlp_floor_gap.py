@@ -3,7 +3,9 @@
 One process, one thread, the mnist-mlp-tutorial recipe's data, model and optimizer. Each
 repetition runs one epoch of each side in turn:
 
-- neuralab: `Trainer.train_epoch`, as `neuralab train` runs it without a progress bar;
+- neuralab: `Trainer.train_epoch`, as `neuralab train` runs it without a progress bar, which
+  computes the MLP's gradients with `MLPStep` (training/mlp_step.py);
+- neuralab through autograd: the same, with `MLPStep` switched off;
 - plain loop: the same BatchLoader batches, then zero_grad, forward, loss, backward and fused
   Adam's step, with nothing else (no scheduler, accuracy or loss bookkeeping).
 
@@ -65,27 +67,36 @@ def main() -> None:
                                       momentum=config.optim.momentum, nesterov=config.optim.nesterov,
                                       weight_decay=config.optim.weight_decay, fused=True)
 
-    neuralab_seconds, plain_seconds = [], []
+    autograd_trainer = sessions.prepare(config).trainer
+    autograd_trainer.mlp_step = None
+
+    neuralab_seconds, autograd_seconds, plain_seconds = [], [], []
     for epoch in range(1, args.repeat + 1):
         neuralab_seconds.append(trainer.train_epoch(loader, epoch)[3])
+        autograd_seconds.append(autograd_trainer.train_epoch(loader, epoch)[3])
         plain_seconds.append(plain_epoch(plain_model, trainer.loss_fn, plain_optimizer, loader))
 
     gflops = matmul_gflops()
     samples = len(session.data.train)
     floor = 6 * count_macs(session.model, session.data.in_shape) * samples / (gflops * 1e9)
     neuralab_epoch = statistics.median(neuralab_seconds)
+    autograd_epoch = statistics.median(autograd_seconds)
     plain_epoch_seconds = statistics.median(plain_seconds)
     results = {"machine": machine(threads=1), "recipe": RECIPE, "samples": samples, "repeat": args.repeat,
                "matmul_gflops_1thread": gflops, "floor_s_per_epoch": floor,
-               "neuralab_epoch_s": neuralab_epoch, "plain_loop_epoch_s": plain_epoch_seconds,
-               "neuralab_over_floor": neuralab_epoch / floor, "plain_loop_over_floor": plain_epoch_seconds / floor,
-               "raw": {"neuralab": neuralab_seconds, "plain_loop": plain_seconds}}
+               "neuralab_epoch_s": neuralab_epoch, "neuralab_autograd_epoch_s": autograd_epoch,
+               "plain_loop_epoch_s": plain_epoch_seconds, "neuralab_over_floor": neuralab_epoch / floor,
+               "neuralab_autograd_over_floor": autograd_epoch / floor,
+               "plain_loop_over_floor": plain_epoch_seconds / floor,
+               "raw": {"neuralab": neuralab_seconds, "neuralab_autograd": autograd_seconds,
+                       "plain_loop": plain_seconds}}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")
 
     print(f"compute floor: {gflops:.1f} GFLOP/s on 1 thread -> {floor:.3f} s per {samples}-sample epoch")
     print(f"{'side':<26}{'epoch (median)':>16}{'x floor':>10}")
     print(f"{'neuralab train_epoch':<26}{neuralab_epoch:>14.3f} s{neuralab_epoch / floor:>9.2f}x")
+    print(f"{'  through autograd':<26}{autograd_epoch:>14.3f} s{autograd_epoch / floor:>9.2f}x")
     print(f"{'plain PyTorch loop':<26}{plain_epoch_seconds:>14.3f} s{plain_epoch_seconds / floor:>9.2f}x")
     print(f"results written to {args.json}")
 
