@@ -150,6 +150,14 @@ def test_hook_added_mid_epoch_runs():
     assert trainer.mlp_step.usable()
 
 
+def test_cpu_autocast_disables_step():
+    step = build_mlp_step(_mlp(), build_loss("nll", "log_softmax"))
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not step.usable()
+    assert step.usable()
+
+
 @pytest.mark.parametrize("change", ["frozen", "tensor-hook", "post-accumulate-hook"])
 def test_parameter_change_disables_step(change):
     model = _mlp()

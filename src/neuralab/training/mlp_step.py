@@ -1,8 +1,8 @@
 """A training step for plain MLPs that calls autograd's backward kernels directly, without recording a graph.
 
 An `MLP` of Linear layers with ReLU, Sigmoid, Tanh or no activation between them, trained with
-NLL on a log-softmax head or cross-entropy on logits, needs about twenty fixed ATen calls per
-step. `MLPStep` makes the calls that autograd's derivative formulas make, so its gradients are
+NLL on a log-softmax head or cross-entropy on logits, needs a fixed list of ATen calls per
+step (28 for 784-128-64-10, views included). `MLPStep` makes the calls that autograd's derivative formulas make, so its gradients are
 bitwise those of `loss.backward()`. It skips the graph, the autograd engine and the modules'
 Python calls, which took about a third of a 64-sample step on one CPU thread.
 """
@@ -43,21 +43,21 @@ class MLPStep:
         self.model = model
         self.layers = layers  # each Linear with the (forward, backward) of the activation after it
         self.outputs_logits = model.head == "logits"
-        self._modules = list(model.modules())
-        self._parameters = list(model.parameters())
+        self._all_modules = list(model.modules())
+        self._all_parameters = list(model.parameters())
 
     def usable(self) -> bool:
-        """Return whether the step still applies: no hook was added since it was built and no parameter is frozen.
+        """Return whether the step still applies: no hook, no frozen parameter and no CPU autocast.
 
         The engine asks before every step, because layer statistics attach forward hooks for sampled steps only.
         """
-        if any(getattr(torch_module, name) for name in _GLOBAL_HOOKS):
+        if torch.is_autocast_enabled("cpu") or any(getattr(torch_module, name) for name in _GLOBAL_HOOKS):
             return False
-        for module in self._modules:
+        for module in self._all_modules:
             if (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                     or module._backward_pre_hooks):
                 return False
-        for parameter in self._parameters:
+        for parameter in self._all_parameters:
             if (not parameter.requires_grad or parameter._backward_hooks
                     or parameter._post_accumulate_grad_hooks):
                 return False
