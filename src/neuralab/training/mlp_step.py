@@ -1,10 +1,11 @@
 """A training step for plain MLPs that calls autograd's backward kernels directly, without recording a graph.
 
 An `MLP` of Linear layers with ReLU, Sigmoid, Tanh or no activation between them, trained with
-NLL on a log-softmax head or cross-entropy on logits, needs a fixed list of ATen calls per
-step (28 for 784-128-64-10, views included). `MLPStep` makes the calls that autograd's derivative formulas make, so its gradients are
-bitwise those of `loss.backward()`. It skips the graph, the autograd engine and the modules'
-Python calls, which took about a third of a 64-sample step on one CPU thread.
+NLL on a log-softmax head or cross-entropy on logits, needs a fixed list of ATen calls per step
+(28 for 784-128-64-10, views included). `MLPStep` makes the calls that autograd's derivative
+formulas make, so its gradients are bitwise those of `loss.backward()`. It skips the graph,
+the autograd engine and the modules' Python calls, which took about a third of a 64-sample
+step on one CPU thread.
 """
 
 from collections.abc import Callable
