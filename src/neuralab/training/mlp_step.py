@@ -4,8 +4,8 @@ An `MLP` of Linear layers with ReLU, Sigmoid, Tanh or no activation between them
 NLL on a log-softmax head or cross-entropy on logits, needs a fixed list of ATen calls per step
 (28 for 784-128-64-10, views included). `MLPStep` makes the calls that autograd's derivative
 formulas make, so its gradients are bitwise those of `loss.backward()`. It skips the graph,
-the autograd engine and the modules' Python calls, which took about a third of a 64-sample
-step on one CPU thread.
+the autograd engine and the modules' Python calls: an mnist-mlp-tutorial epoch took 0.66 s
+with it and 0.80 s through autograd, on one CPU thread (bench/mlp_floor_gap.py).
 """
 
 from collections.abc import Callable
