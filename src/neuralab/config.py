@@ -32,7 +32,8 @@ class ModelConfig:
     """The model name and its options (`neuralab list` shows each model's options)."""
 
     name: str = _option("mlp", "registered model name")
-    options: dict = _option({}, "model options as KEY=VALUE, e.g. hidden_sizes=[256,128]")
+    # _option gives a mutable default a default_factory, so instances never share this dict.
+    options: dict = _option({}, "model options as KEY=VALUE, e.g. hidden_sizes=[256,128]")  # noqa: RUF009
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,8 @@ def merge(config: RunConfig, updates: dict[str, Any], source: str) -> RunConfig:
         if section not in SECTIONS:
             raise ValueError(f"{source}: unknown section {section!r}; valid sections: recipe, {', '.join(SECTIONS)}")
         if not isinstance(values, dict):
-            raise ValueError(f"{source}: section {section!r} must be a mapping of keys to values")
+            # A wrong shape of a recipe's content is a bad value, which the CLI reports with exit status 2.
+            raise ValueError(f"{source}: section {section!r} must be a mapping of keys to values")  # noqa: TRY004
         current = getattr(config, section)
         hints = typing.get_type_hints(type(current))
         fields = {item.name for item in dataclasses.fields(current)}
@@ -201,8 +203,9 @@ def load_yaml(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: invalid YAML: {error}") from None
     if content is None:
         return {}
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: expected a mapping of sections (model, data, optim, train), got {type(content).__name__}")
+    if not isinstance(content, dict):  # a bad file content, reported like every other bad value
+        raise ValueError(f"{path}: expected a mapping of sections (model, data, optim, train), "  # noqa: TRY004
+                         f"got {type(content).__name__}")
     return content
 
 

@@ -34,8 +34,10 @@ def _linear_layer(model: nn.Module, layer: str, index: int) -> nn.Linear:
     module = modules[layer]
     if not isinstance(module, nn.Linear):
         # NOTE: only Linear neurons are shown; a convolution filter's output differs at every position.
-        raise ValueError(f"--neuron shows neurons of Linear layers, but {layer!r} is a {type(module).__name__}; "
-                         f"the model's Linear layers are: {valid}")
+        # The layer name is a command-line value, so naming a non-Linear layer is a ValueError like the others.
+        raise ValueError(  # noqa: TRY004
+            f"--neuron shows neurons of Linear layers, but {layer!r} is a {type(module).__name__}; "
+            f"the model's Linear layers are: {valid}")
     if not 0 <= index < module.out_features:
         raise ValueError(f"layer {layer!r} has {module.out_features} neurons, so the index must be in "
                          f"0..{module.out_features - 1}; got {index}")
