@@ -173,7 +173,7 @@ def merge(config: RunConfig, updates: dict[str, Any], source: str) -> RunConfig:
         if section not in SECTIONS:
             raise ValueError(f"{source}: unknown section {section!r}; valid sections: recipe, {', '.join(SECTIONS)}")
         if not isinstance(values, dict):
-            # A wrong shape of a recipe's content is a bad value, which the CLI reports with exit status 2.
+            # An invalid recipe structure is a value the user gave, which the CLI reports with exit status 2.
             raise ValueError(f"{source}: section {section!r} must be a mapping of keys to values")  # noqa: TRY004
         current = getattr(config, section)
         hints = typing.get_type_hints(type(current))
@@ -203,7 +203,7 @@ def load_yaml(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: invalid YAML: {error}") from None
     if content is None:
         return {}
-    if not isinstance(content, dict):  # a bad file content, reported like every other bad value
+    if not isinstance(content, dict):  # invalid file content, reported like every other invalid value
         raise ValueError(f"{path}: expected a mapping of sections (model, data, optim, train), "  # noqa: TRY004
                          f"got {type(content).__name__}")
     return content
