@@ -1,6 +1,8 @@
 """Tests for the device helpers: precision checks, the gradient scaler, determinism, compilation, threads and float mode."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,8 +14,9 @@ from neuralab.training.devices import (
     build_grad_scaler,
     choose_threads,
     compile_model,
-    configure_cpu,
+    flush_subnormals,
     set_deterministic,
+    set_threads,
 )
 
 CPU = torch.device("cpu")
@@ -84,19 +87,37 @@ def test_threads_split_between_processes():
     assert choose_threads(mlp, (1, 28, 28), 64, processes=2) == 1
 
 
-def test_configure_cpu_sets_threads_and_flushes_subnormals():
-    threads = torch.get_num_threads()
+def test_flush_subnormals_on_this_thread():
     smallest_normal = torch.finfo(torch.float32).tiny
-    try:
-        configure_cpu(1)
-        product = torch.tensor([smallest_normal]) * torch.tensor([0.5])  # a subnormal result
 
-        assert torch.get_num_threads() == 1
-        assert product.item() == 0.0
-    finally:
-        torch.set_num_threads(threads)
+    flush_subnormals()
+    product = torch.tensor([smallest_normal]) * torch.tensor([0.5])  # a subnormal result
+
+    assert product.item() == 0.0
 
 
-def test_configure_cpu_rejects_zero_threads():
+# A fresh process prepares a 2-thread CNN session. Then it multiplies a tensor large enough that both
+# threads compute part of it, and every product is subnormal, so none may survive flushing.
+_PREPARE_THEN_MULTIPLY = """
+import torch
+from neuralab.config import load_recipe, merge
+from neuralab.training import session as sessions
+config = merge(load_recipe("mnist-cnn-fast"), {"data": {"train_subset": 600, "test_subset": 200, "val_size": 100},
+                                               "train": {"threads": 2}}, source="test")
+sessions.prepare(config)
+product = torch.full((4_000_000,), 1e-20) * 1e-19
+print(int((product != 0).sum()), torch.get_num_threads())
+"""
+
+
+def test_prepared_session_flushes_on_every_thread():
+    result = subprocess.run([sys.executable, "-c", _PREPARE_THEN_MULTIPLY], capture_output=True, text=True,
+                            timeout=120, check=False)
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["0", "2"]  # no subnormal left, computed on 2 threads
+
+
+def test_set_threads_rejects_zero():
     with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
-        configure_cpu(0)
+        set_threads(0)

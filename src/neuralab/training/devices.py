@@ -128,16 +128,20 @@ def choose_threads(model: nn.Module, in_shape: tuple[int, ...], batch_size: int,
     return 1 if macs_per_step < SINGLE_THREAD_MACS else cores
 
 
-def configure_cpu(threads: int) -> None:
-    """Run torch's CPU work on `threads` threads, with subnormal floats flushed to zero.
+def set_threads(threads: int) -> None:
+    """Run torch's CPU work on `threads` threads."""
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
+def flush_subnormals() -> None:
+    """Flush subnormal floats to zero on this CPU thread, and on the threads started after this call.
 
     Adam's running means for dead units decay into subnormal floats, which x86 CPUs compute
     many times slower: without flushing, mnist-mlp-tutorial epochs slowed from about 0.72 to
     0.8-0.97 s as training went on (one thread of a 2-core AMD EPYC). Flushing changes only
-    values below 1.2e-38, float32's smallest normal number. It applies to this thread and to
-    threads started after it.
+    values below 1.2e-38, float32's smallest normal number.
     """
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
+    # NOTE: torch offers no way to set the mode of threads it started earlier, so their CPU work keeps subnormals.
     torch.set_flush_denormal(True)

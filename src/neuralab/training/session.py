@@ -28,10 +28,11 @@ from neuralab.training.devices import (
     build_grad_scaler,
     choose_threads,
     compile_model,
-    configure_cpu,
+    flush_subnormals,
     memory_format,
     resolve_device,
     set_deterministic,
+    set_threads,
 )
 from neuralab.training.distributed import (
     SINGLE_PROCESS,
@@ -78,7 +79,9 @@ def prepare(config: RunConfig, context: DistributedContext = SINGLE_PROCESS) -> 
     """
     train_config, optim_config = config.train, config.optim
     _check_positive(batch_size=train_config.batch_size, epochs=train_config.epochs,
-                    eval_batch_size=train_config.eval_batch_size)
+                    eval_batch_size=train_config.eval_batch_size, stats_every=train_config.stats_every)
+    # Before any parallel work, so that the CPU threads torch starts for it inherit the float mode.
+    flush_subnormals()
     device = process_device(context, resolve_device(train_config.device))
     precision_dtype = autocast_dtype(train_config.precision, device)
     set_deterministic(train_config.deterministic, device)
@@ -94,7 +97,7 @@ def prepare(config: RunConfig, context: DistributedContext = SINGLE_PROCESS) -> 
     threads = train_config.threads
     if threads is None:
         threads = choose_threads(model, data.in_shape, train_config.batch_size, processes=context.local_world_size)
-    configure_cpu(threads)
+    set_threads(threads)
     model_format = memory_format(model)
     channels_last = model_format == torch.channels_last
     model.to(device, memory_format=model_format)
