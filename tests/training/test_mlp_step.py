@@ -98,6 +98,22 @@ def test_other_models_get_no_step(model, loss_name):
     assert build_mlp_step(model, build_loss(loss_name, getattr(model, "head", "log_softmax"))) is None
 
 
+def test_float64_or_strided_weights_get_no_step():
+    loss_fn = build_loss("nll", "log_softmax")
+    strided = _mlp()
+    strided.output.weight = nn.Parameter(strided.output.weight.detach().t().contiguous().t())  # column-major
+
+    assert build_mlp_step(_mlp().double(), loss_fn) is None
+    assert build_mlp_step(strided, loss_fn) is None
+
+
+def test_output_without_bias_gets_no_step():
+    model = _mlp()
+    model.output = nn.Linear(4, NUM_CLASSES, bias=False)
+
+    assert build_mlp_step(model, build_loss("nll", "log_softmax")) is None
+
+
 def test_bf16_autocast_trains_through_autograd():
     model = _mlp()
     optimizer = build_optimizer("adam", model.parameters(), lr=0.01)
@@ -156,6 +172,35 @@ def test_cpu_autocast_disables_step():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert not step.usable()
     assert step.usable()
+
+
+@pytest.mark.filterwarnings("ignore:Anomaly Detection has been enabled")
+def test_anomaly_mode_disables_step():
+    step = build_mlp_step(_mlp(), build_loss("nll", "log_softmax"))
+
+    with torch.autograd.detect_anomaly():
+        assert not step.usable()
+    assert step.usable()
+
+
+def test_global_module_hook_disables_step():
+    step = build_mlp_step(_mlp(), build_loss("nll", "log_softmax"))
+
+    handle = nn.modules.module.register_module_forward_hook(lambda module, inputs, output: None)
+    try:
+        assert not step.usable()
+    finally:
+        handle.remove()
+    assert step.usable()
+
+
+def test_parametrization_disables_step():
+    model = _mlp()
+    step = build_mlp_step(model, build_loss("nll", "log_softmax"))
+
+    nn.utils.parametrize.register_parametrization(model.hidden[0], "weight", nn.Identity())
+
+    assert not step.usable()
 
 
 @pytest.mark.parametrize("change", ["frozen", "tensor-hook", "post-accumulate-hook"])

@@ -210,7 +210,8 @@ class Trainer:
 
         `global_samples` is the batch's size summed over ranks, when known.
         """
-        if self.mlp_step is not None and self.mlp_step.usable():
+        # An empty batch, a rank's share under torchrun, needs _loss's zero; the step would give NaN.
+        if self.mlp_step is not None and len(targets) > 0 and self.mlp_step.usable():
             outputs, loss = self.mlp_step(images, targets)  # sets every gradient, so nothing to zero first
             self.optimizer.step()
             return outputs, loss

@@ -41,6 +41,10 @@ class MLPStep:
     """Forward, loss and backward of one batch through an MLP, leaving each parameter's gradient in `.grad`."""
 
     def __init__(self, model: MLP, layers: list[tuple[nn.Linear, tuple | None]]) -> None:
+        """Keep the model's layers. Like an optimizer, the step keeps the parameters the model has now.
+
+        A model changed afterwards (a layer or parameter replaced) needs a new step and a new optimizer.
+        """
         self.model = model
         self.layers = layers  # each Linear with the (forward, backward) of the activation after it
         self.outputs_logits = model.head == "logits"
@@ -48,12 +52,16 @@ class MLPStep:
         self._all_parameters = list(model.parameters())
 
     def usable(self) -> bool:
-        """Return whether the step still applies: no hook, no frozen parameter and no CPU autocast.
+        """Return whether the step still applies: no hook, parametrization, frozen parameter, autocast or anomaly mode.
 
-        The engine asks before every step, because layer statistics attach forward hooks for sampled steps only.
+        The engine checks before every step, because layer statistics attach forward hooks for sampled steps only.
         """
-        if torch.is_autocast_enabled("cpu") or any(getattr(torch_module, name) for name in _GLOBAL_HOOKS):
+        if (torch.is_autocast_enabled("cpu") or torch.is_anomaly_enabled()
+                or any(getattr(torch_module, name) for name in _GLOBAL_HOOKS)):
             return False
+        for linear, _ in self.layers:
+            if type(linear) is not nn.Linear:  # register_parametrization gives the module a new class
+                return False
         for module in self._all_modules:
             if (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
                     or module._backward_pre_hooks):
@@ -103,9 +111,13 @@ def build_mlp_step(model: nn.Module, loss_fn: nn.Module) -> MLPStep | None:
     """Return an MLPStep for `model` and `loss_fn`, or None when autograd must train them."""
     if type(model) is not MLP or (model.head, getattr(loss_fn, "name", None)) not in _HEAD_LOSSES:
         return None
+    # The engine's loss is float32 whatever the model's dtype, and autograd's matrix-product
+    # backward depends on the weights' memory layout: the step matches it for contiguous float32 only.
+    if any(parameter.dtype != torch.float32 or not parameter.is_contiguous() for parameter in model.parameters()):
+        return None
     modules = list(model.hidden) + [model.output, None]  # (Linear, activation) pairs, the output Linear last
     if len(modules) % 2:
-        return None  # a dropout layer breaks the pairs
+        return None  # an odd number of dropout layers. An even number fails the Linear check below.
     layers = []
     for linear, activation in zip(modules[0::2], modules[1::2], strict=True):
         if type(linear) is not nn.Linear or linear.bias is None:
