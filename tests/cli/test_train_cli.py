@@ -298,16 +298,17 @@ def test_diverging_run_stops(mnist_dir, tmp_path, capsys):
     assert not (run_dir / "model.safetensors").exists()
 
 
-@pytest.mark.parametrize("threads", ["0", "-1"])
-def test_threads_below_one_rejected(mnist_dir, tmp_path, capsys, threads):
+@pytest.mark.parametrize(("flag", "name", "value"), [("--threads", "threads", "0"), ("--threads", "threads", "-1"),
+                                                     ("--stats-every", "stats_every", "0")])
+def test_counts_below_one_rejected(mnist_dir, tmp_path, capsys, flag, name, value):
     output_dir = tmp_path / "runs"
 
-    status = main(_tiny_args(mnist_dir, output_dir, "--threads", threads))
+    status = main(_tiny_args(mnist_dir, output_dir, flag, value))
 
     captured = capsys.readouterr()
     assert status == 2, captured.out
-    assert captured.err.strip() == f"neuralab train: error: threads must be at least 1, got {threads}"
-    assert list(output_dir.glob("*")) == []
+    assert captured.err.strip() == f"neuralab train: error: {name} must be at least 1, got {value}"
+    assert list(output_dir.glob("*")) == []  # rejected before the run directory is made
 
 
 def test_model_flag_drops_recipe_options(mnist_dir, tmp_path, capsys):
