@@ -128,8 +128,8 @@ class Trainer:
         self.binary_threshold = binary_threshold
         # Channels-last (NHWC) convolutions ran 1.4-1.8x faster on CPU for our CNNs (2 cores, torch 2.14).
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        # A plain MLP in fp32 on CPU trains without autograd's graph, to the same bits (training/mlp_step.py);
-        # set to None to train it through autograd.
+        # A plain MLP in fp32 on CPU trains without autograd's graph, to the same bits (training/mlp_step.py).
+        # Set this to None to train it through autograd.
         self.mlp_step = build_mlp_step(model, loss_fn) if autocast_dtype is None and device.type == "cpu" else None
 
     def _to_device(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
@@ -210,7 +210,7 @@ class Trainer:
 
         `global_samples` is the batch's size summed over ranks, when known.
         """
-        # An empty batch, a rank's share under torchrun, needs _loss's zero; the step would give NaN.
+        # An empty batch (a rank's share under torchrun) needs _loss's zero loss, because the step would give NaN.
         if self.mlp_step is not None and len(targets) > 0 and self.mlp_step.usable():
             outputs, loss = self.mlp_step(images, targets)  # sets every gradient, so nothing to zero first
             self.optimizer.step()
