@@ -163,6 +163,22 @@ def test_otsu_splits_two_levels():
     assert 40 <= digits.otsu_threshold(levels) < 200
 
 
+def test_otsu_ignores_empty_top_class():
+    images, _ = load_split(MNIST, "test")
+
+    thresholds = [digits.otsu_threshold(image.numpy()) for image in images[:200]]
+
+    assert max(thresholds) < 255  # a split at 255 leaves the upper class empty
+
+
+def test_evenly_lit_digits_keep_a_flat_background():
+    images, _ = load_split(MNIST, "test")
+
+    steps = [prepare(Image.fromarray(image.numpy()), MNIST_PREPROCESSING)[1] for image in images[:200]]
+
+    assert not any("uneven lighting flattened" in image_steps for image_steps in steps)
+
+
 def test_clean_mnist_digits_pass_nearly_unchanged():
     images, _ = load_split(MNIST, "test")
 

@@ -24,6 +24,8 @@ LIGHT_THRESHOLD = 127.5  # a frame median above mid-grey means a light backgroun
 NOISE_SIGMAS = 3.0  # background residuals within this many standard deviations become black
 MAD_TO_SIGMA = 1.4826  # median absolute deviation times this estimates the standard deviation of a normal
 FIT_GRID = 64  # the background surface is fitted on about this many samples per side
+TRIM_ROUNDS = 5  # refits of the background surface without the samples far above it
+MIN_NOISE = 1.0  # the smallest noise level assumed, in grey levels: a noiseless background keeps samples near its fit
 BOX_LEVEL = 0.25  # pixels below this fraction of the brightest ink do not extend the object's box
 BOX_MASS_TRIM = 0.001  # each side of the object's box may cut off this fraction of the ink, so specks don't count
 MIN_CONTRAST = 8.0  # ink less than this many levels above the background counts as no object
@@ -45,9 +47,13 @@ def otsu_threshold(levels: np.ndarray) -> int:
     weight_high = weight_low[-1] - weight_low
     mass_low = np.cumsum(histogram * np.arange(256))
     mean_total = mass_low[-1] / weight_low[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mean_total * weight_low - mass_low) ** 2 / (weight_low * weight_high)
-    return int(np.argmax(np.nan_to_num(between)))
+    # Only splits with pixels on both sides count: at the top level the empty upper class would
+    # divide a rounding error by zero and win.
+    split = (weight_low > 0) & (weight_high > 0)
+    between = np.zeros(256)
+    between[split] = ((mean_total * weight_low[split] - mass_low[split]) ** 2
+                      / (weight_low[split] * weight_high[split]))
+    return int(np.argmax(between))
 
 
 def _grid(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -60,6 +66,8 @@ def fit_background(ink: np.ndarray, threshold: float) -> np.ndarray:
     """Return a quadratic surface fitted to the pixels at or below `threshold`: the uneven lighting to subtract.
 
     The fit uses about FIT_GRID x FIT_GRID evenly spaced samples, which pins 6 coefficients well.
+    Samples far above the first fit, such as the soft edge of the ink, are dropped and the
+    surface is fitted again, so that an evenly lit image gets a flat surface.
     """
     height, width = ink.shape
     rows, cols = _grid(ink.shape)
@@ -69,15 +77,30 @@ def fit_background(ink: np.ndarray, threshold: float) -> np.ndarray:
     y, x = np.meshgrid(y_axis[rows], x_axis[cols], indexing="ij")
     background = samples <= threshold
     terms = np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)[background]  # (S, 6)
-    gram = terms.T @ terms
-    # Too few samples, or samples on one line, cannot pin 6 coefficients: assume even lighting then.
-    if len(terms) < 4 * gram.shape[0] or np.linalg.cond(gram) > 1e8:
+    values = samples[background]
+    coefficients = _least_squares(terms, values)
+    if coefficients is None:  # too few samples, or samples on one line: assume even lighting
         return np.full(ink.shape, float(np.median(samples)), dtype=np.float32)
-    coefficients = np.linalg.solve(gram, terms.T @ samples[background])  # the normal equations
+    for _ in range(TRIM_ROUNDS):
+        residuals = values - terms @ coefficients
+        spread = MAD_TO_SIGMA * float(np.median(np.abs(residuals - np.median(residuals))))
+        near_surface = residuals <= NOISE_SIGMAS * max(spread, MIN_NOISE)
+        refit = _least_squares(terms[near_surface], values[near_surface])
+        if near_surface.all() or refit is None:
+            break
+        terms, values, coefficients = terms[near_surface], values[near_surface], refit
     a, bx, by, bxx, bxy, byy = coefficients.astype(np.float32)  # float64 scalars would make the surface float64
     y_full = y_axis.astype(np.float32)[:, None]
     x_full = x_axis.astype(np.float32)[None, :]
     return (a + by * y_full + byy * y_full**2) + (bx + bxx * x_full + bxy * y_full) * x_full
+
+
+def _least_squares(terms: np.ndarray, values: np.ndarray) -> np.ndarray | None:
+    """Return the coefficients that best fit `values` from `terms`, or None when the samples cannot pin them."""
+    gram = terms.T @ terms
+    if len(terms) < 4 * gram.shape[0] or np.linalg.cond(gram) > 1e8:
+        return None
+    return np.linalg.solve(gram, terms.T @ values)  # the normal equations
 
 
 def extract_ink(gray: np.ndarray, stretch: bool) -> tuple[np.ndarray, list[str]]:
