@@ -135,14 +135,6 @@ def test_far_specks_do_not_stretch_the_box():
     assert digits.object_box(ink) == (50, 150, 80, 120)
 
 
-def test_dim_part_of_garment_extends_the_box():
-    ink = np.zeros((100, 100), dtype=np.float32)
-    ink[20:60, 20:40] = 200  # a light fabric
-    ink[20:60, 40:60] = 30  # a dark fabric: 15% of the brightest
-
-    assert digits.object_box(ink) == (20, 60, 20, 60)
-
-
 def test_long_thin_photo_reports_box_inside_it():
     sheet = _sheet(3000, 4)
     sheet[1200:1800, 1:3] = 20  # a stroke in a photo 750 times taller than wide: its width shrinks to 1 pixel
