@@ -150,6 +150,8 @@ def object_box(ink: np.ndarray) -> tuple[int, int, int, int] | None:
     from the object does not stretch the box. Each side then moves inwards past at most
     BOX_MASS_TRIM of their mass, so a few bright noise specks do not stretch it either.
     """
+    # NOTE: a stain or a ruled line brighter than BOX_LEVEL of the ink counts as part of the object,
+    # so the box grows to take it in and the object comes out smaller than the data set's.
     peak = float(ink.max()) if ink.size else 0.0
     if peak <= 0:
         return None
