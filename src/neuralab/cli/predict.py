@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 from neuralab.predict import Classification, Failure, Predictor, Segmentation, load
-from neuralab.predict.digits import NO_OBJECT
 from neuralab.predict.outputs import OutputNames, input_image, mask_image, overlay_image, save_png
 from neuralab.predict.predictor import DEFAULT_BATCH_SIZE
 
@@ -72,12 +71,9 @@ def run(args: argparse.Namespace) -> int:
             row["input_image"] = str(save_png(input_image(result.pixels), args.save_inputs / f"{stem}.png"))
         if isinstance(result, Segmentation):
             row.update(_write_segmentation(result, args.output_dir, stem))
-            if result.all_background:
-                print(f"neuralab predict: warning: {result.source}: every pixel is predicted as "
-                      f"{predictor.classes[0]!r}; the model found no object", file=sys.stderr)
-        elif result.no_object:
-            print(f"neuralab predict: warning: {result.source}: {NO_OBJECT} in the image, so the predicted "
-                  "class is a guess", file=sys.stderr)
+        warning = predictor.warning(result)
+        if warning is not None:
+            print(f"neuralab predict: warning: {warning}", file=sys.stderr)
         rows.append(row)
     PRINTERS[args.format](rows, predictor)
     if skipped:

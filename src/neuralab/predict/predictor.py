@@ -142,14 +142,23 @@ class Predictor:
         for result in self.iter_predict(images, top_k=top_k, batch_size=batch_size, num_workers=num_workers):
             if isinstance(result, Failure):
                 raise DataFileError(result.message)
-            if isinstance(result, Segmentation) and result.all_background:
-                warnings.warn(f"{result.source}: every pixel is predicted as {self.classes[BACKGROUND_CLASS]!r}; "
-                              "the model found no object", PredictionWarning, stacklevel=2)
-            if isinstance(result, Classification) and result.no_object:
-                warnings.warn(f"{result.source}: {NO_OBJECT} in the image, so the predicted class is a guess",
-                              PredictionWarning, stacklevel=2)
+            warning = self.warning(result)
+            if warning is not None:
+                warnings.warn(warning, PredictionWarning, stacklevel=2)
             results.append(result)
         return results[0] if _is_single(images) else results
+
+    def warning(self, result: Result) -> str | None:
+        """Return the warning that `result` needs, naming its source, or None.
+
+        A mask without any object gets one, and so does a class guessed on an image without an object.
+        """
+        if isinstance(result, Segmentation) and result.all_background:
+            return (f"{result.source}: every pixel is predicted as {self.classes[BACKGROUND_CLASS]!r}; "
+                    "the model found no object")
+        if isinstance(result, Classification) and result.no_object:
+            return f"{result.source}: {NO_OBJECT} in the image, so the predicted class is a guess"
+        return None
 
     def iter_predict(self, images: ImageInput | Sequence[ImageInput], *, top_k: int = DEFAULT_TOP_K,
                      batch_size: int = DEFAULT_BATCH_SIZE,
