@@ -85,8 +85,10 @@ def fit_background(ink: np.ndarray, threshold: float) -> np.ndarray:
         residuals = values - terms @ coefficients
         spread = MAD_TO_SIGMA * float(np.median(np.abs(residuals - np.median(residuals))))
         near_surface = residuals <= NOISE_SIGMAS * max(spread, MIN_NOISE)
+        if near_surface.all():
+            break
         refit = _least_squares(terms[near_surface], values[near_surface])
-        if near_surface.all() or refit is None:
+        if refit is None:
             break
         terms, values, coefficients = terms[near_surface], values[near_surface], refit
     a, bx, by, bxx, bxy, byy = coefficients.astype(np.float32)  # float64 scalars would make the surface float64
