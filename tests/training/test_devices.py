@@ -16,7 +16,6 @@ from neuralab.training.devices import (
     compile_model,
     flush_subnormals,
     set_deterministic,
-    set_threads,
 )
 
 CPU = torch.device("cpu")
@@ -117,7 +116,3 @@ def test_prepared_session_flushes_on_every_thread():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["0", "2"]  # no subnormal left, computed on 2 threads
 
-
-def test_set_threads_rejects_zero():
-    with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
-        set_threads(0)

@@ -128,13 +128,6 @@ def choose_threads(model: nn.Module, in_shape: tuple[int, ...], batch_size: int,
     return 1 if macs_per_step < SINGLE_THREAD_MACS else cores
 
 
-def set_threads(threads: int) -> None:
-    """Run torch's CPU work on `threads` threads."""
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
-
-
 def flush_subnormals() -> None:
     """Flush subnormal floats to zero on this CPU thread, and on the threads started after this call.
 

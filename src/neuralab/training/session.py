@@ -32,7 +32,6 @@ from neuralab.training.devices import (
     memory_format,
     resolve_device,
     set_deterministic,
-    set_threads,
 )
 from neuralab.training.distributed import (
     SINGLE_PROCESS,
@@ -97,7 +96,8 @@ def prepare(config: RunConfig, context: DistributedContext = SINGLE_PROCESS) -> 
     threads = train_config.threads
     if threads is None:
         threads = choose_threads(model, data.in_shape, train_config.batch_size, processes=context.local_world_size)
-    set_threads(threads)
+    _check_positive(threads=threads)
+    torch.set_num_threads(threads)
     model_format = memory_format(model)
     channels_last = model_format == torch.channels_last
     model.to(device, memory_format=model_format)
