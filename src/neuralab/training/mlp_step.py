@@ -22,7 +22,10 @@ _IGNORE_INDEX = -100  # the default ignore_index of F.nll_loss and F.cross_entro
 # An activation's gradient from the gradient of its output and the output itself, as autograd computes it.
 ActivationBackward = Callable[[Tensor, Tensor], Tensor]
 
-_ACTIVATIONS: dict[type[nn.Module], tuple[Callable[[Tensor], Tensor], ActivationBackward] | None] = {
+# An activation's in-place forward and its backward.
+ActivationPair = tuple[Callable[[Tensor], Tensor], ActivationBackward]
+
+_ACTIVATIONS: dict[type[nn.Module], ActivationPair | None] = {
     nn.ReLU: (Tensor.relu_, lambda grad, output: torch.ops.aten.threshold_backward(grad, output, 0)),
     nn.Sigmoid: (Tensor.sigmoid_, torch.ops.aten.sigmoid_backward),
     nn.Tanh: (Tensor.tanh_, torch.ops.aten.tanh_backward),
@@ -40,7 +43,7 @@ _GLOBAL_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_
 class MLPStep:
     """Forward, loss and backward of one batch through an MLP, leaving each parameter's gradient in `.grad`."""
 
-    def __init__(self, model: MLP, layers: list[tuple[nn.Linear, tuple | None]]) -> None:
+    def __init__(self, model: MLP, layers: list[tuple[nn.Linear, ActivationPair | None]]) -> None:
         """Keep the model's layers. Like an optimizer, the step keeps the parameters the model has now.
 
         A model changed afterwards (a layer or parameter replaced) needs a new step and a new optimizer.
